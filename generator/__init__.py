@@ -1,0 +1,1 @@
+"""Keel: render Python services that start in the right order."""

@@ -1,0 +1,1 @@
+"""Keel's structural rules for services, each returning human-readable problems."""

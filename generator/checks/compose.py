@@ -1,0 +1,76 @@
+"""Start-order and healthcheck rules for a docker compose file (lesson L1, compose half of L4).
+
+Each rule returns problems as ``"<service>: <what is wrong>"``; an empty list means the
+file follows the rules.
+"""
+
+from collections.abc import Iterator
+
+INFRASTRUCTURE_IMAGES = ("postgres", "rabbitmq", "redis", "mariadb", "mysql")
+HTTP_PROBES = ("curl", "wget", "http://", "https://", "check-ready", "/health")
+ONE_SHOT = "service_completed_successfully"
+
+
+def _command(service: dict) -> list[str]:
+    command = service.get("command") or []
+    return command.split() if isinstance(command, str) else [str(part) for part in command]
+
+
+def _image_name(service: dict) -> str:
+    return str(service.get("image", "")).rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def is_infrastructure(service: dict) -> bool:
+    return _image_name(service).startswith(INFRASTRUCTURE_IMAGES)
+
+
+def is_worker(service: dict) -> bool:
+    command = _command(service)
+    return bool(command) and (command[0] == "worker" or "celery" in command[0])
+
+
+def _healthcheck_test(service: dict) -> str:
+    check = service.get("healthcheck") or {}
+    if check.get("disable"):
+        return ""
+    test = check.get("test") or ""
+    return " ".join(test) if isinstance(test, list) else str(test)
+
+
+def problems(compose: dict) -> list[str]:
+    return list(_problems(compose))
+
+
+def _problems(compose: dict) -> Iterator[str]:
+    if "version" in compose:
+        yield "compose file: the top-level `version` key is obsolete; remove it"
+    services = compose.get("services") or {}
+    for name, service in services.items():
+        yield from (f"{name}: {problem}" for problem in _service_problems(service, services))
+
+
+def _service_problems(service: dict, services: dict) -> Iterator[str]:
+    depends_on = service.get("depends_on") or {}
+    if isinstance(depends_on, list):
+        yield "depends_on uses the short form; give every dependency a condition"
+        depends_on = {}
+    for dependency, spec in depends_on.items():
+        condition = spec.get("condition") if isinstance(spec, dict) else None
+        if condition not in ("service_healthy", ONE_SHOT):
+            yield (
+                f"depends_on {dependency} has condition {condition!r}; use service_healthy "
+                f"(or {ONE_SHOT} for a one-shot service)"
+            )
+        elif condition == "service_healthy" and not _healthcheck_test(services.get(dependency, {})):
+            yield f"depends_on {dependency} being healthy, but {dependency} has no healthcheck"
+    test = _healthcheck_test(service)
+    if is_infrastructure(service) and not test:
+        yield "database/broker service without a healthcheck"
+    if is_worker(service):
+        if any(marker in test for marker in HTTP_PROBES):
+            yield "worker with an HTTP healthcheck; workers serve no HTTP"
+        if not any(
+            isinstance(spec, dict) and spec.get("condition") == ONE_SHOT
+            for spec in depends_on.values()
+        ):
+            yield f"worker can start before migrations complete; depend on them with {ONE_SHOT}"

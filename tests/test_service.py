@@ -1,0 +1,185 @@
+"""A rendered service installed and run natively against the machine's real PostgreSQL.
+
+The default service is installed exactly as its README says (the README's native-run block
+is executed as written, with unique database names); its virtualenv then runs the
+service's own test suite and the entrypoint checks.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from . import services
+from .conftest import VARIANTS, run
+
+pytestmark = pytest.mark.services
+
+README_BLOCK = re.compile(r"<!-- native-run[^>]*-->\s*```bash\n(.*?)```", re.DOTALL)
+
+
+def readme_commands(tree: Path, prefix: str) -> list[str]:
+    """The README's native-run commands, with this run's own databases."""
+    package = yaml.safe_load((tree / ".copier-answers.yml").read_text())["package_name"]
+    block = README_BLOCK.search((tree / "README.md").read_text())
+    assert block, "the README lost its native-run block"
+    return [
+        line.replace(f"{package}_", f"{prefix}_") for line in block.group(1).strip().splitlines()
+    ]
+
+
+@pytest.fixture(scope="session")
+def native(rendered):
+    """The default service, set up and started by following its README word for word."""
+    tree = rendered["defaults"]
+    prefix = services.unique_prefix()
+    commands = readme_commands(tree, prefix)
+    assert commands[-1] == "docker/entrypoint.sh serve-api"
+    port = services.free_port()
+    script = "set -euo pipefail\n" + "\n".join(commands[:-1]) + f"\nexec {commands[-1]}\n"
+    log = tree / "native-run.log"
+    domains = yaml.safe_load((tree / ".copier-answers.yml").read_text())["domains"]
+    with services.dropped_afterwards([f"{prefix}_{domain}" for domain in domains]):
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                ["bash", "-c", script],
+                cwd=tree,
+                env={**os.environ, "PORT": str(port)},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            answer = services.wait_for_status(
+                f"http://127.0.0.1:{port}/health/ready", process, limit_seconds=600
+            )
+            yield {"tree": tree, "answer": answer, "log": log, "bin": tree / ".venv" / "bin"}
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_readme_native_run_gives_a_ready_service(native):
+    assert native["answer"] == 200, native["log"].read_text()[-4000:]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_rendered_services_own_suite_passes(native, rendered, variant):
+    tree = rendered[variant]
+    result = run(
+        native["bin"] / "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree / "src")},
+    )
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary), summary
+    assert "skipped" not in summary and "failed" not in summary, summary
+
+
+def entrypoint_env(native, urls: dict[str, str], **extra) -> dict[str, str]:
+    environment = {
+        name: value for name, value in os.environ.items() if not name.endswith("DATABASE_URL")
+    }
+    environment["PATH"] = f"{native['bin']}:{environment['PATH']}"
+    for domain, url in urls.items():
+        environment[f"{domain.upper()}_DATABASE_URL"] = url
+    return {**environment, **extra}
+
+
+def domains_of(native) -> list[str]:
+    return yaml.safe_load((native["tree"] / ".copier-answers.yml").read_text())["domains"]
+
+
+def test_entrypoint_gives_up_on_an_unreachable_database_naming_it(native):
+    urls = {
+        domain: f"postgresql://postgres@127.0.0.1:1/{domain}_db" for domain in domains_of(native)
+    }
+    result = subprocess.run(
+        ["docker/entrypoint.sh", "serve-api"],
+        cwd=native["tree"],
+        env=entrypoint_env(native, urls, DATABASE_WAIT_SECONDS="2"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    first = domains_of(native)[0]
+    assert result.returncode == 1
+    assert f"waiting for the {first} database at 127.0.0.1:1/{first}_db" in result.stdout
+    assert f"the {first} database at 127.0.0.1:1/{first}_db was not reachable" in result.stderr
+    assert f"{first.upper()}_DATABASE_URL" in result.stderr
+
+
+def test_entrypoint_waits_for_a_database_that_appears_later(native):
+    domains = domains_of(native)
+    prefix = services.unique_prefix()
+    names = {domain: f"{prefix}_{domain}" for domain in domains}
+    late = domains[-1]
+    with services.dropped_afterwards(list(names.values())):
+        for domain, name in names.items():
+            if domain != late:
+                services.create_database(name)
+        creator = threading.Timer(3, services.create_database, args=[names[late]])
+        creator.start()
+        result = subprocess.run(
+            ["docker/entrypoint.sh", "migrate"],
+            cwd=native["tree"],
+            env=entrypoint_env(
+                native,
+                {domain: services.database_url(name) for domain, name in names.items()},
+                DATABASE_WAIT_SECONDS="60",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        creator.join()
+    assert result.returncode == 0, result.stderr
+    assert f"waiting for the {late} database" in result.stdout
+    assert f"the {late} database is up" in result.stdout
+    assert result.stdout.rstrip().endswith(f"migrating {late} to head")
+
+
+def test_entrypoint_execs_the_server_which_is_ready_after_migrate_and_stops_on_sigterm(native):
+    prefix = services.unique_prefix()
+    names = {domain: f"{prefix}_{domain}" for domain in domains_of(native)}
+    port = services.free_port()
+    ready = f"http://127.0.0.1:{port}/health/ready"
+    with services.dropped_afterwards(list(names.values())):
+        for name in names.values():
+            services.create_database(name)
+        environment = entrypoint_env(
+            native, {domain: services.database_url(name) for domain, name in names.items()}
+        )
+        server = subprocess.Popen(
+            ["docker/entrypoint.sh", "serve-api", "--port", str(port)],
+            cwd=native["tree"],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            assert services.wait_for_status(ready, server, limit_seconds=60) == 503
+            command_line = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
+            assert any(part.endswith(b"serve-api") for part in command_line), command_line
+            assert not any(part.endswith(b"entrypoint.sh") for part in command_line)
+
+            run(native["bin"] / "migrate", cwd=native["tree"], env=environment)
+            assert services.status(ready) == 200
+        finally:
+            server.send_signal(signal.SIGTERM)
+            output, _ = server.communicate(timeout=30)
+    # uvicorn finishes in-flight work, then re-raises the signal so a supervisor sees why it
+    # stopped (exit 143 in a container): a graceful stop, not a crash.
+    assert server.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete." in output
+    assert "Finished server process" in output
