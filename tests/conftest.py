@@ -12,7 +12,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 # Answer sets the render matrix covers; names stay distinct so rendered packages never clash.
-VARIANTS = {
+BASE_VARIANTS = {
     "defaults": {},
     "one-domain": {"project_name": "Solo", "domains": "[ledger]"},
     "three-domains": {"project_name": "Trio Shop", "domains": "[orders, billing, shipping]"},
@@ -25,6 +25,13 @@ VARIANTS = {
         "package_name": "p",
         "domains": "[abcdefghijklmnop]",
     },
+}
+# Every variant with both queue types; the defaults also with DLX/TTL in queue arguments.
+VARIANTS = {
+    **BASE_VARIANTS,
+    **{f"{name}-quorum": {**data, "queue_type": "quorum"} for name, data in BASE_VARIANTS.items()},
+    "defaults-arguments": {"dead_letter": "arguments"},
+    "defaults-quorum-arguments": {"queue_type": "quorum", "dead_letter": "arguments"},
 }
 
 

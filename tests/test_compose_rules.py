@@ -16,7 +16,8 @@ GOOD = {
         },
         "worker": {
             "image": "svc-worker",
-            "command": ["worker"],
+            "command": ["worker", "orders-match"],
+            "healthcheck": {"test": ["CMD", "probe-worker", "orders-match"]},
             "depends_on": {"migrate": {"condition": "service_completed_successfully"}},
         },
     }
@@ -46,6 +47,7 @@ def test_a_good_file_has_no_problems():
             lambda s: s["worker"].update(healthcheck={"test": "curl -f http://localhost:8000/"}),
             "worker: worker with an HTTP healthcheck",
         ),
+        (lambda s: s["worker"].pop("healthcheck"), "worker: worker without a liveness healthcheck"),
         (
             lambda s: s["worker"].update(depends_on={"postgres": {"condition": "service_healthy"}}),
             "worker: worker can start before migrations complete",
@@ -56,6 +58,7 @@ def test_a_good_file_has_no_problems():
         "service-started",
         "db-without-healthcheck",
         "worker-http",
+        "worker-without-probe",
         "no-migrate",
     ],
 )

@@ -20,16 +20,18 @@ from .conftest import VARIANTS, run
 
 pytestmark = pytest.mark.services
 
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 README_BLOCK = re.compile(r"<!-- native-run[^>]*-->\s*```bash\n(.*?)```", re.DOTALL)
 
 
-def readme_commands(tree: Path, prefix: str) -> list[str]:
-    """The README's native-run commands, with this run's own databases."""
+def readme_commands(tree: Path, prefix: str, broker_url: str) -> list[str]:
+    """The README's native-run commands, with this run's own databases and virtual host."""
     package = yaml.safe_load((tree / ".copier-answers.yml").read_text())["package_name"]
     block = README_BLOCK.search((tree / "README.md").read_text())
     assert block, "the README lost its native-run block"
     return [
-        line.replace(f"{package}_", f"{prefix}_") for line in block.group(1).strip().splitlines()
+        line.replace(f"{package}_", f"{prefix}_").replace(DEFAULT_BROKER, broker_url)
+        for line in block.group(1).strip().splitlines()
     ]
 
 
@@ -38,7 +40,13 @@ def native(rendered):
     """The default service, set up and started by following its README word for word."""
     tree = rendered["defaults"]
     prefix = services.unique_prefix()
-    commands = readme_commands(tree, prefix)
+    with services.virtual_host() as broker_url:
+        yield from _run_readme(tree, prefix, broker_url)
+
+
+def _run_readme(tree: Path, prefix: str, broker_url: str):
+    commands = readme_commands(tree, prefix, broker_url)
+    assert f"export BROKER_URL={broker_url}" in commands
     assert commands[-1] == "docker/entrypoint.sh serve-api"
     port = services.free_port()
     script = "set -euo pipefail\n" + "\n".join(commands[:-1]) + f"\nexec {commands[-1]}\n"

@@ -1,4 +1,4 @@
-"""Start-order and healthcheck rules for a docker compose file (lesson L1, compose half of L4).
+"""Start-order and liveness rules for a docker compose file (lessons L1 and L4).
 
 Each rule returns problems as ``"<service>: <what is wrong>"``; an empty list means the
 file follows the rules.
@@ -67,7 +67,9 @@ def _service_problems(service: dict, services: dict) -> Iterator[str]:
     if is_infrastructure(service) and not test:
         yield "database/broker service without a healthcheck"
     if is_worker(service):
-        if any(marker in test for marker in HTTP_PROBES):
+        if not test:
+            yield "worker without a liveness healthcheck (e.g. probe-worker reading a heartbeat)"
+        elif any(marker in test for marker in HTTP_PROBES):
             yield "worker with an HTTP healthcheck; workers serve no HTTP"
         if not any(
             isinstance(spec, dict) and spec.get("condition") == ONE_SHOT
