@@ -7,6 +7,7 @@ service's own test suite and the entrypoint checks.
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -191,3 +192,49 @@ def test_entrypoint_execs_the_server_which_is_ready_after_migrate_and_stops_on_s
     assert server.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete." in output
     assert "Finished server process" in output
+
+
+def test_the_drift_test_names_the_command_until_it_is_run(native, tmp_path):
+    """A queue added to topology.yaml without `generate-manifests` fails the service's tests."""
+    tree = tmp_path / "service"
+    shutil.copytree(native["tree"], tree, ignore=shutil.ignore_patterns(".venv", "*.log"))
+    topology_file = next(tree.glob("src/*/topology.yaml"))
+    topology = yaml.safe_load(topology_file.read_text())
+    domain, spec = next(iter(topology["domains"].items()))
+    match_worker = next(q["worker"] for q in spec["queues"].values() if q["kind"] == "match")
+    spec["queues"]["audit"] = {"kind": "task", "worker": match_worker, "tasks": [f"{domain}.audit"]}
+    topology_file.write_text(yaml.safe_dump(topology, sort_keys=False))
+    drift_test = "tests/test_kubernetes.py::test_committed_manifests_match_the_topology"
+    environment = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    python = native["bin"] / "python"
+
+    stale = run(
+        python,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        drift_test,
+        cwd=tree,
+        env=environment,
+        check=False,
+    )
+    assert stale.returncode == 1, stale.stdout[-2000:]
+    assert "run `generate-manifests`" in stale.stdout
+
+    run(native["bin"] / "generate-manifests", cwd=tree, env=environment)
+    fresh = run(
+        python,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        drift_test,
+        cwd=tree,
+        env=environment,
+        check=False,
+    )
+    assert fresh.returncode == 0, fresh.stdout[-2000:]
+    assert f"{domain}.audit" in (tree / "deploy/base/generated/rabbitmq.yaml").read_text()

@@ -19,14 +19,21 @@ from .topology import Topology, TopologyError, Worker, load
 PACKAGE = __package__.rsplit(".", 1)[0]
 
 
+def worker_flags(worker: Worker) -> list[str]:
+    """The tuning flags topology.yaml gives; Kubernetes manifests spell them out too."""
+    return [
+        f"--pool={worker.pool}",
+        f"--concurrency={worker.concurrency}",
+        f"--prefetch-multiplier={worker.prefetch}",
+    ]
+
+
 def celery_arguments(worker: Worker) -> list[str]:
     return [
         "worker",
         f"--hostname={worker.name}@%h",
         f"--queues={','.join(worker.queues)}",
-        f"--pool={worker.pool}",
-        f"--concurrency={worker.concurrency}",
-        f"--prefetch-multiplier={worker.prefetch}",
+        *worker_flags(worker),
         "--loglevel=INFO",
         "--without-gossip",
         "--without-mingle",
@@ -60,14 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, TopologyError) as error:
         print(f"worker: {error}", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog="worker", description="Run one worker of topology.yaml.")
+    parser = argparse.ArgumentParser(
+        prog="worker",
+        description="Run one worker of topology.yaml. Further options go to `celery worker` "
+        "after the topology's own, so they win (e.g. --concurrency=8).",
+    )
     parser.add_argument(
         "name",
         choices=sorted(topology.workers),
         metavar="NAME",
         help=f"one of: {', '.join(sorted(topology.workers))}",
     )
-    args = parser.parse_args(argv)
+    args, celery_options = parser.parse_known_args(argv)
     worker = topology.workers[args.name]
     mismatches = preflight(topology, worker)
     if mismatches:
@@ -86,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         for cache in caches_to_warm(topology, worker.name):
             cache.start()
 
-    app.worker_main(celery_arguments(worker))
+    app.worker_main(celery_arguments(worker) + celery_options)
     return 0
 
 

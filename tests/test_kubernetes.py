@@ -1,0 +1,683 @@
+"""Kubernetes manifests: every overlay of every variant assembles, validates against real
+schemas and follows Keel's rules; each rule and the validator are shown to fail."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from generator.checks import kubernetes, kustomize
+from generator.checks.kubernetes import problems, validate
+from generator.checks.kustomize import KustomizeError, assemble, build
+
+from .conftest import REPOSITORY, VARIANTS
+
+STRIP_CRDS = REPOSITORY / "scripts" / "strip-crds"
+OVERLAYS = ("dev", "prod")
+
+
+def answers(tree: Path) -> dict:
+    return yaml.safe_load((tree / ".copier-answers.yml").read_text())
+
+
+def load(path: Path) -> list[dict]:
+    return [document for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+def codes(found: list[str]) -> set[str]:
+    return {problem.split()[0] for problem in found}
+
+
+# --- every rendered variant -----------------------------------------------------------------
+
+
+@pytest.fixture(params=list(VARIANTS))
+def tree(request, rendered):
+    return rendered[request.param]
+
+
+def test_every_overlay_assembles_and_matches_the_schemas(tree):
+    overlays = sorted(path.name for path in (tree / "deploy" / "overlays").iterdir())
+    assert set(OVERLAYS) <= set(overlays)
+    for overlay in overlays:
+        documents = assemble(tree / "deploy" / "overlays" / overlay)
+        assert documents, overlay
+        assert validate(documents) == [], overlay
+
+
+def test_every_overlay_follows_keels_rules(tree):
+    assert problems(tree) == []
+
+
+def test_the_argocd_application_is_valid_and_points_at_an_overlay(tree):
+    for path in sorted((tree / "deploy" / "argocd").glob("*.yaml")):
+        for application in load(path):
+            assert validate([application]) == [], path
+            overlay = tree / application["spec"]["source"]["path"]
+            assert overlay.parent == tree / "deploy" / "overlays", overlay
+            kustomization = yaml.safe_load(kustomize.kustomization_file(overlay).read_text())
+            # Argo CD's destination and the overlay agree on where the workloads live.
+            assert application["spec"]["destination"]["namespace"] == kustomization["namespace"]
+
+
+# --- each rule fails on a broken copy of the default service --------------------------------
+
+
+@pytest.fixture
+def service(rendered, tmp_path) -> Path:
+    copied = tmp_path / "service"
+    shutil.copytree(rendered["defaults"], copied)
+    return copied
+
+
+def edit(tree: Path, relative: str, kind: str, name: str, change) -> None:
+    """Apply ``change`` to the document ``kind``/``name`` (``{slug}`` is filled in)."""
+    name = name.format(slug=answers(tree)["project_slug"])
+    path = tree / "deploy" / relative
+    documents = load(path)
+    chosen = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert chosen, f"{kind}/{name} not in {relative}"
+    for document in chosen:
+        change(document)
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+
+
+def pod(document: dict) -> dict:
+    return document["spec"]["template"]["spec"]
+
+
+def container(document: dict) -> dict:
+    return pod(document)["containers"][0]
+
+
+def replace_arg(old: str, new: str):
+    def change(document):
+        args = container(document)["args"]
+        args[args.index(old)] = new
+
+    return change
+
+
+def add_secret_value(key: str, value: str):
+    return lambda document: document["stringData"].update({key: value})
+
+
+def set_annotation(key: str, value: str):
+    return lambda document: document["metadata"]["annotations"].update({key: value})
+
+
+API = ("base/api.yaml", "Deployment", "{slug}-api")
+MATCH_WORKER = ("base/generated/workers.yaml", "Deployment", "{slug}-orders-match-worker")
+MIGRATION = ("base/migrate-job.yaml", "Job", "{slug}-migrate")
+WARMUP = ("base/generated/warmup-jobs.yaml", "Job", "{slug}-orders-warmup-cache")
+ORDERS_CONFIG = ("base/config.yaml", "ConfigMap", "{slug}-orders-config")
+ORDERS_SECRET = ("base/config.yaml", "Secret", "{slug}-orders-secret")
+
+RULE_BREAKS = {
+    "K103-prefork": (*MATCH_WORKER, replace_arg("--pool=threads", "--pool=prefork"), "K103"),
+    "K103-no-queue-kinds": (
+        *MATCH_WORKER,
+        lambda d: d["metadata"]["labels"].pop("keel.dev/queue-kinds"),
+        "K103",
+    ),
+    "K104-warmup-python-c": (
+        *WARMUP,
+        lambda d: container(d).update(args=["python", "-c", "import sys"]),
+        "K104",
+    ),
+    "K104-migration-script": (
+        *MIGRATION,
+        lambda d: container(d).update(args=["alembic", "upgrade", "head"]),
+        "K104",
+    ),
+    "K105-secret-before-config": (
+        *API,
+        lambda d: container(d)["envFrom"].reverse(),
+        "K105",
+    ),
+    "K105-missing-config-map": (
+        *API,
+        lambda d: container(d)["envFrom"].insert(0, {"configMapRef": {"name": "nowhere"}}),
+        "K105",
+    ),
+    "K106-config-map-lacks-url": (
+        *ORDERS_CONFIG,
+        lambda d: d["data"].pop("ORDERS_DATABASE_URL"),
+        "K106",
+    ),
+    "K106-container-lacks-domain-secret": (
+        *API,
+        lambda d: container(d)["envFrom"].pop(),
+        "K106",
+    ),
+    "K107-no-run-as-non-root": (
+        *API,
+        lambda d: pod(d)["securityContext"].pop("runAsNonRoot"),
+        "K107",
+    ),
+    "K107-root-user": (
+        *MIGRATION,
+        lambda d: container(d)["securityContext"].update(runAsUser=0),
+        "K107",
+    ),
+    "K107-writable-root": (
+        *WARMUP,
+        lambda d: container(d)["securityContext"].update(readOnlyRootFilesystem=False),
+        "K107",
+    ),
+    "K108-real-url-password": (
+        *ORDERS_SECRET,
+        add_secret_value("ORDERS_DATABASE_URL", "postgresql://orders:hunter2@db:5432/orders"),
+        "K108",
+    ),
+    "K108-real-token": (*ORDERS_SECRET, add_secret_value("API_TOKEN", "ghp_abc123"), "K108"),
+    "K108-secret-data": (
+        *ORDERS_SECRET,
+        lambda d: d.update(data={"ORDERS_PASSWORD": "aHVudGVyMg=="}),
+        "K108",
+    ),
+    "K109-presync-migration": (*MIGRATION, set_annotation(kubernetes.HOOK, "PreSync"), "K109"),
+    "K109-migration-with-the-workloads": (
+        *MIGRATION,
+        set_annotation(kubernetes.SYNC_WAVE, "0"),
+        "K109",
+    ),
+    "K109-migration-before-config": (
+        *MIGRATION,
+        set_annotation(kubernetes.SYNC_WAVE, "-3"),
+        "K109",
+    ),
+    "K109-migration-without-deadline": (
+        *MIGRATION,
+        lambda d: d["spec"].pop("activeDeadlineSeconds"),
+        "K109",
+    ),
+    "K109-warmup-not-post-sync": (
+        *WARMUP,
+        lambda d: d["metadata"]["annotations"].pop(kubernetes.HOOK),
+        "K109",
+    ),
+    "K110-worker-http-liveness": (
+        *MATCH_WORKER,
+        lambda d: container(d).update(livenessProbe={"httpGet": {"path": "/", "port": 8000}}),
+        "K110",
+    ),
+    "K110-short-grace": (
+        *MATCH_WORKER,
+        lambda d: pod(d).update(terminationGracePeriodSeconds=5),
+        "K110",
+    ),
+    "K110-api-readiness": (
+        *API,
+        lambda d: container(d)["readinessProbe"]["httpGet"].update(path="/health"),
+        "K110",
+    ),
+    "K111-bad-name": (
+        "base/api.yaml",
+        "Service",
+        "{slug}-api",
+        lambda d: d["metadata"].update(name="Acme_API"),
+        "K111",
+    ),
+    "K111-long-name": (
+        "base/api.yaml",
+        "Service",
+        "{slug}-api",
+        lambda d: d["metadata"].update(name="a" * 64),
+        "K111",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("relative", "kind", "name", "change", "code"), RULE_BREAKS.values(), ids=list(RULE_BREAKS)
+)
+def test_each_rule_catches_its_mistake(service, relative, kind, name, change, code):
+    assert problems(service) == []
+    edit(service, relative, kind, name, change)
+    found = problems(service)
+    assert codes(found) == {code}, found
+    # Both overlays inherit the base, so both report it.
+    assert {problem.split()[1] for problem in found} == {f"deploy/overlays/{o}:" for o in OVERLAYS}
+
+
+def test_a_domain_missing_from_the_settings_is_caught(service):
+    package = answers(service)["package_name"]
+    settings = service / "src" / package / "settings.py"
+    settings.write_text(settings.read_text().replace("orders_database_url:", "orders_db_url:"))
+    found = problems(service)
+    assert codes(found) == {"K106"}
+    assert all("orders_database_url" in problem for problem in found)
+
+
+def test_a_file_a_kustomization_lists_must_exist(service):
+    kustomization = service / "deploy" / "base" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + "  - missing.yaml\n")
+    found = problems(service)
+    assert codes(found) == {"K101"}
+    assert "deploy/base/kustomization.yaml lists missing.yaml" in found[0]
+    with pytest.raises(KustomizeError, match="missing.yaml"):
+        assemble(service / "deploy" / "overlays" / "dev")
+
+
+def test_a_patch_must_target_an_existing_resource(service):
+    slug = answers(service)["project_slug"]
+    kustomization = service / "deploy" / "overlays" / "dev" / "kustomization.yaml"
+    text = kustomization.read_text()
+    target = f"\n      name: {slug}-api\n"
+    assert text.count(target) == 1
+    kustomization.write_text(text.replace(target, f"\n      name: {slug}-apx\n"))
+    found = problems(service)
+    assert found == [
+        f"K102 deploy/overlays/dev: deploy/overlays/dev/kustomization.yaml patches[0] targets "
+        f"kind=Deployment, name={slug}-apx, which matches no resource"
+    ]
+
+
+def test_an_image_override_must_change_a_container(service):
+    slug = answers(service)["project_slug"]
+    kustomization = service / "deploy" / "overlays" / "prod" / "kustomization.yaml"
+    text = kustomization.read_text()
+    image = f"  - name: {slug}-worker\n"
+    assert text.count(image) == 1
+    kustomization.write_text(text.replace(image, f"  - name: {slug}-wroker\n"))
+    assert problems(service) == [
+        f"K102 deploy/overlays/prod: deploy/overlays/prod/kustomization.yaml images "
+        f"{slug}-wroker matches no container image"
+    ]
+
+
+def test_an_unsupported_kustomization_key_is_an_error(service):
+    kustomization = service / "deploy" / "overlays" / "prod" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + "commonLabels:\n  team: a\n")
+    with pytest.raises(KustomizeError, match="unsupported kustomization key.*commonLabels"):
+        problems(service)
+
+
+# --- the validator fails on schema mistakes -------------------------------------------------
+
+QUEUE = ("base/generated/rabbitmq.yaml", "Queue", "{slug}-orders-match")
+SCHEMA_BREAKS = {
+    "queue-misspelt-field": (
+        *QUEUE,
+        lambda d: d["spec"].update(durabel=d["spec"].pop("durable")),
+        "spec: Additional properties are not allowed ('durabel' was unexpected)",
+    ),
+    "queue-without-name": (
+        *QUEUE,
+        lambda d: d["spec"].pop("name"),
+        "spec: 'name' is a required property",
+    ),
+    "policy-bad-apply-to": (
+        "base/generated/rabbitmq.yaml",
+        "Policy",
+        "{slug}-orders-reward",
+        lambda d: d["spec"].update(applyTo="queue"),
+        "spec.applyTo: 'queue' is not one of",
+    ),
+    "deployment-field-type": (
+        *API,
+        lambda d: pod(d).update(terminationGracePeriodSeconds="30"),
+        "spec.template.spec.terminationGracePeriodSeconds: '30' is not of type 'integer'",
+    ),
+    "deployment-misspelt-field": (
+        *API,
+        lambda d: container(d).update(imagePullPolicy="Always", imagePulPolicy="Always"),
+        "'imagePulPolicy' was unexpected",
+    ),
+    "config-map-number": (
+        *ORDERS_CONFIG,
+        lambda d: d["data"].update(POOL_SIZE=5),
+        "data.POOL_SIZE: 5 is not of type 'string'",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("relative", "kind", "name", "change", "expected"),
+    SCHEMA_BREAKS.values(),
+    ids=list(SCHEMA_BREAKS),
+)
+def test_the_validator_catches_schema_mistakes(service, relative, kind, name, change, expected):
+    edit(service, relative, kind, name, change)
+    found = validate(assemble(service / "deploy" / "overlays" / "dev"))
+    assert found and all(problem.startswith("schema ") for problem in found), found
+    assert any(expected in problem for problem in found), found
+
+
+def test_unknown_kinds_and_incomplete_applications_are_errors():
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    cluster = {"apiVersion": "rabbitmq.com/v1beta1", "kind": "RabbitmqCluster", "metadata": {}}
+    application = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "a"},
+        "spec": {"source": {"path": "deploy/overlays/dev"}},
+    }
+    found = validate([widget, cluster, application])
+    assert found == [
+        "schema Widget/w: unknown kind Widget in example.com/v1: no schema to validate it against",
+        "schema RabbitmqCluster/None: unknown kind RabbitmqCluster in rabbitmq.com/v1beta1: "
+        "no schema to validate it against",
+        "schema Application/a: spec.destination is missing",
+    ]
+
+
+# --- the assembler on small hand-written kustomizations -------------------------------------
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+BASE_RESOURCES = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {tier: front}}
+spec:
+  replicas: 1
+  template:
+    spec:
+      initContainers: [{name: setup, image: "registry.local:5000/tools:1"}]
+      containers:
+        - {name: web, image: web, env: [{name: A, value: "1"}]}
+        - {name: sidecar, image: "other:3"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: worker, labels: {tier: back}}
+spec: {replicas: 1, template: {spec: {containers: [{name: worker, image: "web:old"}]}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shared}
+"""
+
+
+@pytest.fixture
+def overlay(tmp_path) -> Path:
+    write(tmp_path / "base" / "kustomization.yaml", "resources: [app.yaml, extra]\n")
+    write(tmp_path / "base" / "app.yaml", BASE_RESOURCES)
+    write(tmp_path / "base" / "extra" / "kustomization.yaml", "resources: [config.yaml]\n")
+    write(
+        tmp_path / "base" / "extra" / "config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {A: '1'}\n",
+    )
+    return tmp_path / "overlay"
+
+
+def by_name(documents: list[dict]) -> dict[str, dict]:
+    return {document["metadata"]["name"]: document for document in documents}
+
+
+def test_resources_nest_and_the_namespace_skips_cluster_scoped_kinds(overlay):
+    write(overlay / "kustomization.yaml", "resources: [../base]\nnamespace: shop\n")
+    documents = by_name(assemble(overlay))
+    assert set(documents) == {"web", "worker", "shared", "settings"}
+    assert documents["web"]["metadata"]["namespace"] == "shop"
+    assert documents["settings"]["metadata"]["namespace"] == "shop"
+    assert "namespace" not in documents["shared"]["metadata"]
+
+
+def test_images_change_containers_and_init_containers_by_name(overlay):
+    write(
+        overlay / "kustomization.yaml",
+        "resources: [../base]\nimages:\n"
+        "  - {name: web, newName: registry.example/web, newTag: '2.0'}\n"
+        "  - {name: registry.local:5000/tools, newTag: '9'}\n",
+    )
+    assembly = build(overlay)
+    assert assembly.unused_images == []
+    documents = by_name(assembly.documents)
+    web, worker = pod(documents["web"]), pod(documents["worker"])
+    assert [c["image"] for c in web["containers"]] == ["registry.example/web:2.0", "other:3"]
+    assert web["initContainers"][0]["image"] == "registry.local:5000/tools:9"
+    assert worker["containers"][0]["image"] == "registry.example/web:2.0"
+
+
+def test_a_json6902_patch_applies_to_its_target_only(overlay):
+    write(
+        overlay / "kustomization.yaml",
+        """\
+resources: [../base]
+patches:
+  - target: {group: apps, version: v1, kind: Deployment, labelSelector: tier=back}
+    patch: |-
+      - {op: replace, path: /spec/replicas, value: 4}
+      - {op: add, path: /spec/template/spec/containers/0/args, value: [--fast]}
+      - {op: add, path: /metadata/labels/a~1b, value: x}
+  - target: {kind: Deploy, name: w.*}
+    path: remove.yaml
+  - target: {kind: Deployment, name: we}
+    patch: '[{op: remove, path: /spec/replicas}]'
+""",
+    )
+    write(overlay / "remove.yaml", "- {op: remove, path: /spec/replicas}\n")
+    assembly = build(overlay)
+    documents = by_name(assembly.documents)
+    assert documents["worker"]["spec"]["replicas"] == 4
+    assert pod(documents["worker"])["containers"][0]["args"] == ["--fast"]
+    assert documents["worker"]["metadata"]["labels"]["a/b"] == "x"
+    assert documents["web"]["spec"]["replicas"] == 1
+    # kind and name are anchored regular expressions: "Deploy" and "we" match nothing.
+    assert [patch.matched for patch in assembly.patches] == [1, 0, 0]
+
+
+def test_a_strategic_merge_patch_selects_by_kind_and_name(overlay):
+    write(
+        overlay / "kustomization.yaml",
+        """\
+resources: [../base]
+patches:
+  - path: web.yaml
+  - patch: |-
+      kind: Deployment
+      metadata: {name: missing}
+      spec: {replicas: 9}
+  - target: {kind: Deployment}
+    patch: |-
+      kind: Deployment
+      metadata: {name: ignored-when-targeted, annotations: {checked: "yes"}}
+""",
+    )
+    write(
+        overlay / "web.yaml",
+        """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+        - name: web
+          env: [{name: B, value: "2"}]
+          resources: {limits: {memory: 1Gi}}
+        - name: added
+          image: added:1
+      initContainers: null
+""",
+    )
+    assembly = build(overlay)
+    documents = by_name(assembly.documents)
+    web = pod(documents["web"])
+    assert documents["web"]["spec"]["replicas"] == 2
+    assert [c["name"] for c in web["containers"]] == ["web", "sidecar", "added"]
+    assert web["containers"][0]["image"] == "web"
+    assert web["containers"][0]["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    assert web["containers"][0]["resources"] == {"limits": {"memory": "1Gi"}}
+    assert "initContainers" not in web
+    assert documents["worker"]["spec"]["replicas"] == 1
+    assert documents["worker"]["metadata"]["annotations"] == {"checked": "yes"}
+    assert [patch.matched for patch in assembly.patches] == [1, 0, 2]
+
+
+@pytest.mark.parametrize(
+    ("kustomization", "message"),
+    [
+        ("resources: [../base]\ncommonLabels: {a: b}\n", "unsupported kustomization key"),
+        ("resources: [../base]\nimages: [{name: web, digest: 'sha256:0'}]\n", "images entry"),
+        ("resources: [../base/app.yaml]\n", "outside"),
+        ("resources: [https://example.com/base]\n", "remote bases are unsupported"),
+        ("resources: [../base, ../base/extra]\n", "listed twice"),
+        (
+            "resources: [../base]\npatches: [{patch: '[{op: remove, path: /a}]'}]\n",
+            "needs a target",
+        ),
+        (
+            "resources: [../base]\npatches: [{target: {kind: Deployment}, "
+            "patch: '[{op: move, from: /a, path: /b}]'}]\n",
+            "op 'move' is unsupported",
+        ),
+        (
+            "resources: [../base]\npatches: [{target: {kind: Deployment}, "
+            "patch: '[{op: replace, path: /spec/nothing, value: 1}]'}]\n",
+            "cannot replace a field that does not exist",
+        ),
+        (
+            "resources: [../base]\npatches: [{target: {annotationSelector: a=b}, patch: 'a: 1'}]\n",
+            "unsupported target key",
+        ),
+        (
+            "resources: [../base]\npatches: [{target: {labelSelector: 'a!=x'}, patch: 'a: 1'}]\n",
+            "only key=value",
+        ),
+        (
+            "resources: [../base]\npatches: [{target: {kind: ConfigMap}, patch: '$patch: x'}]\n",
+            "directive",
+        ),
+    ],
+    ids=[
+        "unsupported-key",
+        "image-digest",
+        "file-outside-root",
+        "remote",
+        "duplicate",
+        "json6902-without-target",
+        "json6902-move",
+        "json6902-replace-missing",
+        "annotation-selector",
+        "set-based-selector",
+        "smp-directive",
+    ],
+)
+def test_what_the_assembler_does_not_support_is_an_error(overlay, kustomization, message):
+    write(overlay / "kustomization.yaml", kustomization)
+    with pytest.raises(KustomizeError, match=message):
+        assemble(overlay)
+
+
+def test_missing_files_are_recorded_by_build_and_refused_by_assemble(overlay):
+    write(
+        overlay / "kustomization.yaml",
+        "resources: [../base, gone.yaml, ../nowhere]\npatches: [{path: gone-patch.yaml}]\n",
+    )
+    missing = build(overlay).missing
+    assert [(item.entry, item.reason) for item in missing] == [
+        ("gone.yaml", "no such file or directory"),
+        ("../nowhere", "no such file or directory"),
+        ("gone-patch.yaml", "no such file"),
+    ]
+    with pytest.raises(KustomizeError, match="gone.yaml"):
+        assemble(overlay)
+
+
+# --- the stripped RabbitMQ CRDs --------------------------------------------------------------
+
+
+def schema_nodes(schema: dict):
+    """Every schema node (not the field-name maps under ``properties``)."""
+    yield schema
+    for child in (schema.get("properties") or {}).values():
+        yield from schema_nodes(child)
+    if isinstance(schema.get("items"), dict):
+        yield from schema_nodes(schema["items"])
+
+
+@pytest.mark.parametrize("kind", ["exchange", "queue", "binding", "policy"])
+def test_the_committed_crd_copies_are_strict_and_description_free(kind):
+    schema = json.loads((kubernetes.RABBITMQ_SCHEMAS / f"{kind}.json").read_text())
+    for node in schema_nodes(schema):
+        assert "description" not in node
+        if "properties" in node and node is not schema["properties"]["metadata"]:
+            assert node["additionalProperties"] is False
+    assert schema["properties"]["metadata"] == {"type": "object"}
+    assert schema["properties"]["spec"]["properties"][
+        "arguments" if kind != "policy" else "definition"
+    ] == {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+
+
+CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.com}
+spec:
+  names: {kind: Gadget}
+  versions:
+    - name: v1alpha1
+      schema: {openAPIV3Schema: {type: object}}
+    - name: v1beta1
+      schema:
+        openAPIV3Schema:
+          description: A gadget.
+          type: object
+          properties:
+            metadata: {type: object, properties: {name: {type: string}}}
+            spec:
+              description: What it does.
+              type: object
+              properties:
+                description: {type: string, description: a field called description}
+                extra:
+                  type: object
+                  x-kubernetes-preserve-unknown-fields: true
+                  properties: {a: {}}
+                parts:
+                  type: array
+                  items: {type: object, description: one part, properties: {size: {type: integer}}}
+"""
+
+
+def test_strip_crds_writes_a_strict_description_free_copy(tmp_path):
+    write(tmp_path / "crds" / "gadgets.yaml", CRD)
+    output = tmp_path / "out"
+    command = [sys.executable, str(STRIP_CRDS), str(tmp_path / "crds"), "--output", str(output)]
+    subprocess.run(command, check=True, capture_output=True)
+    schema = json.loads((output / "gadget.json").read_text())
+    spec = schema["properties"]["spec"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["metadata"] == {"type": "object"}
+    assert spec == {
+        "additionalProperties": False,
+        "type": "object",
+        "properties": {
+            "description": {"type": "string"},
+            "extra": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "properties": {"a": {}},
+            },
+            "parts": {
+                "type": "array",
+                "items": {
+                    "additionalProperties": False,
+                    "type": "object",
+                    "properties": {"size": {"type": "integer"}},
+                },
+            },
+        },
+    }
+    assert subprocess.run([*command, "--check"], capture_output=True).returncode == 0
+    (output / "gadget.json").write_text("{}\n")
+    stale = subprocess.run([*command, "--check"], capture_output=True, text=True)
+    assert stale.returncode == 1 and "gadget.json is stale" in stale.stderr
