@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from . import render
+from . import update as updating
 
 app = typer.Typer(
     help="Keel renders Python services (FastAPI, Celery on RabbitMQ, a PostgreSQL database "
@@ -17,6 +18,16 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console()
+# `--data KEY=VALUE`, as copier takes it: for `new` an answer, for `update` a changed one.
+Answers = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--data",
+        "-d",
+        metavar="KEY=VALUE",
+        help="Answer a question by its copier.yml key, e.g. -d domains='[orders, billing]'.",
+    ),
+]
 err = Console(stderr=True)
 
 
@@ -42,15 +53,7 @@ def new(
     defaults: Annotated[
         bool, typer.Option("--defaults", help="Use the default answer to every question.")
     ] = False,
-    data: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--data",
-            "-d",
-            metavar="KEY=VALUE",
-            help="Answer a question (same keys as copier.yml), e.g. -d domains='[orders]'.",
-        ),
-    ] = None,
+    data: Answers = None,
     template: Annotated[
         str | None,
         typer.Option(help="Path or URL of the Keel template (default: this installation's)."),
@@ -85,3 +88,81 @@ def new(
         "Next: cd into it, [bold]git init && git add -A && git commit -m 'Start from Keel'[/], "
         "then follow its README (docker compose up --build, or run natively)."
     )
+
+
+@app.command()
+def update(
+    path: Annotated[Path, typer.Argument(help="The service to update (a git repository).")] = Path(
+        "."
+    ),
+    to: Annotated[
+        str | None,
+        typer.Option(help="Template ref to update to (default: the latest vX.Y.Z release)."),
+    ] = None,
+    data: Answers = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Change nothing; say whether a newer release exists (exit 1 when one does).",
+        ),
+    ] = False,
+) -> None:
+    """Pull template changes into a service, keeping the team's edits.
+
+    Refuses a tree with uncommitted changes, and an update that would change the arguments
+    of an existing RabbitMQ queue, before anything is written. After updating, lists every
+    file a person must still merge (conflict markers, .rej files) and exits 1 if there is
+    any. Exit codes: 0 updated (or up to date), 1 conflicts left, 2 refused.
+    """
+    try:
+        if check:
+            raise typer.Exit(_check_for_release(path))
+        answers = render.parse_data(data or [])
+        with err.status("Updating (copier renders the template three times)…"):
+            outcome = updating.update(path, to=to, data=answers)
+    except (render.RenderError, updating.UpdateError) as error:
+        err.print(f"[bold red]keel update:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    _summarise(outcome)
+    if outcome.conflicts:
+        err.print(
+            f"[bold red]keel update:[/] {len(outcome.conflicts)} file(s) need a manual merge "
+            "(copier itself would have exited 0):",
+            highlight=False,
+        )
+        for name in outcome.conflicts:
+            err.print(f"  {name}", highlight=False)
+        err.print(
+            "Resolve the <<<<<<< / >>>>>>> blocks, apply and delete each .rej file, run the "
+            "tests, then commit.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+def _check_for_release(path: Path) -> int:
+    answers = updating.read_answers(path.expanduser().resolve())
+    current = str(answers.get("_commit", "?"))
+    latest = updating.latest_release(answers["_src_path"])
+    current_version = updating.version_of(current)
+    if current_version is not None and current_version >= latest.version:
+        out.print(f"Up to date: {current} is the latest release.")
+        return 0
+    out.print(f"A newer release exists: {current} -> {latest.tag} (run `keel update`).")
+    return 1
+
+
+def _summarise(outcome: updating.Outcome) -> None:
+    if not outcome.changes:
+        out.print(f"Nothing to change: already at {outcome.to_version}.")
+        return
+    kinds = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed"}
+    counts = {
+        name: sum(1 for status, _ in outcome.changes if status == code)
+        for code, name in kinds.items()
+    }
+    summary = ", ".join(f"{count} {name}" for name, count in counts.items() if count)
+    out.print(f"[green]Updated[/] from {outcome.from_version} to {outcome.to_version}: {summary}")
+    for status, name in outcome.changes:
+        out.print(f"  {kinds.get(status, status)[:1].upper()} {name}", highlight=False)

@@ -1,12 +1,19 @@
 """Shared helpers: render the template from this working tree into temporary directories."""
 
+import os
+import re
 import subprocess
 import sys
+import tempfile
+import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from generator import render
+
+from . import services
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -62,3 +69,106 @@ def rendered(tmp_path_factory) -> dict[str, Path]:
     """Every variant, rendered once per test session."""
     root = tmp_path_factory.mktemp("rendered")
     return {name: render_variant(root / name, data) for name, data in VARIANTS.items()}
+
+
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+README_BLOCK = re.compile(r"<!-- native-run[^>]*-->\s*```bash\n(.*?)```", re.DOTALL)
+
+
+def readme_commands(tree: Path, prefix: str, broker_url: str) -> list[str]:
+    """The README's native-run commands, with this run's own databases and virtual host."""
+    package = yaml.safe_load((tree / ".copier-answers.yml").read_text())["package_name"]
+    block = README_BLOCK.search((tree / "README.md").read_text())
+    assert block, "the README lost its native-run block"
+    return [
+        line.replace(f"{package}_", f"{prefix}_").replace(DEFAULT_BROKER, broker_url)
+        for line in block.group(1).strip().splitlines()
+    ]
+
+
+@pytest.fixture(scope="session")
+def native(rendered):
+    """The default service, set up and started by following its README word for word."""
+    tree = rendered["defaults"]
+    prefix = services.unique_prefix()
+    with services.virtual_host() as broker_url:
+        yield from _run_readme(tree, prefix, broker_url)
+
+
+def _run_readme(tree: Path, prefix: str, broker_url: str):
+    commands = readme_commands(tree, prefix, broker_url)
+    assert f"export BROKER_URL={broker_url}" in commands
+    assert commands[-1] == "docker/entrypoint.sh serve-api"
+    port = services.free_port()
+    script = "set -euo pipefail\n" + "\n".join(commands[:-1]) + f"\nexec {commands[-1]}\n"
+    log = tree / "native-run.log"
+    domains = yaml.safe_load((tree / ".copier-answers.yml").read_text())["domains"]
+    with services.dropped_afterwards([f"{prefix}_{domain}" for domain in domains]):
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                ["bash", "-c", script],
+                cwd=tree,
+                env={**os.environ, "PORT": str(port)},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            answer = services.wait_for_status(
+                f"http://127.0.0.1:{port}/health/ready", process, limit_seconds=600
+            )
+            yield {"tree": tree, "answer": answer, "log": log, "bin": tree / ".venv" / "bin"}
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def console_scripts(tree: Path, python: Path, directory: Path) -> Path:
+    """The service's own commands (`[project.scripts]`), run by `python`.
+
+    Every variant runs in the default service's virtualenv with its own `src` first on
+    PYTHONPATH, but that virtualenv's commands import the default service's package.
+    """
+    scripts = tomllib.loads((tree / "pyproject.toml").read_text())["project"]["scripts"]
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, target in scripts.items():
+        module, _, function = target.partition(":")
+        command = directory / name
+        command.write_text(
+            f"#!{python}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())\n"
+        )
+        command.chmod(0o755)
+    return directory
+
+
+def service_suite(native, tree: Path) -> subprocess.CompletedProcess:
+    """Run a rendered service's own tests with the native virtualenv and its own commands."""
+    python = native["bin"] / "python"
+    with tempfile.TemporaryDirectory(prefix="keel-commands-") as scratch:
+        commands = console_scripts(tree, python, Path(scratch))
+        return run(
+            python,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            cwd=tree,
+            env={
+                **os.environ,
+                "PATH": f"{commands}:{os.environ['PATH']}",
+                "PYTHONPATH": str(tree / "src"),
+            },
+            check=False,
+        )
+
+
+def assert_suite_passed(result: subprocess.CompletedProcess) -> None:
+    """Every test ran and passed: no failure, no skip."""
+    lines = result.stdout.strip().splitlines() or [result.stderr]
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", lines[-1]), lines[-1]
+    assert "skipped" not in lines[-1] and "failed" not in lines[-1], lines[-1]
+
+
+def run_service_suite(native, tree: Path) -> None:
+    assert_suite_passed(service_suite(native, tree))

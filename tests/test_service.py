@@ -6,92 +6,40 @@ service's own test suite and the entrypoint checks.
 """
 
 import os
-import re
 import shutil
 import signal
 import subprocess
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
 from . import services
-from .conftest import VARIANTS, run
+from .conftest import VARIANTS, assert_suite_passed, run, service_suite
 
 pytestmark = pytest.mark.services
-
-DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
-README_BLOCK = re.compile(r"<!-- native-run[^>]*-->\s*```bash\n(.*?)```", re.DOTALL)
-
-
-def readme_commands(tree: Path, prefix: str, broker_url: str) -> list[str]:
-    """The README's native-run commands, with this run's own databases and virtual host."""
-    package = yaml.safe_load((tree / ".copier-answers.yml").read_text())["package_name"]
-    block = README_BLOCK.search((tree / "README.md").read_text())
-    assert block, "the README lost its native-run block"
-    return [
-        line.replace(f"{package}_", f"{prefix}_").replace(DEFAULT_BROKER, broker_url)
-        for line in block.group(1).strip().splitlines()
-    ]
-
-
-@pytest.fixture(scope="session")
-def native(rendered):
-    """The default service, set up and started by following its README word for word."""
-    tree = rendered["defaults"]
-    prefix = services.unique_prefix()
-    with services.virtual_host() as broker_url:
-        yield from _run_readme(tree, prefix, broker_url)
-
-
-def _run_readme(tree: Path, prefix: str, broker_url: str):
-    commands = readme_commands(tree, prefix, broker_url)
-    assert f"export BROKER_URL={broker_url}" in commands
-    assert commands[-1] == "docker/entrypoint.sh serve-api"
-    port = services.free_port()
-    script = "set -euo pipefail\n" + "\n".join(commands[:-1]) + f"\nexec {commands[-1]}\n"
-    log = tree / "native-run.log"
-    domains = yaml.safe_load((tree / ".copier-answers.yml").read_text())["domains"]
-    with services.dropped_afterwards([f"{prefix}_{domain}" for domain in domains]):
-        with log.open("w") as output:
-            process = subprocess.Popen(
-                ["bash", "-c", script],
-                cwd=tree,
-                env={**os.environ, "PORT": str(port)},
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            answer = services.wait_for_status(
-                f"http://127.0.0.1:{port}/health/ready", process, limit_seconds=600
-            )
-            yield {"tree": tree, "answer": answer, "log": log, "bin": tree / ".venv" / "bin"}
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 def test_readme_native_run_gives_a_ready_service(native):
     assert native["answer"] == 200, native["log"].read_text()[-4000:]
 
 
+@pytest.fixture(scope="session")
+def suites(native, rendered) -> dict[str, subprocess.CompletedProcess]:
+    """Every variant's own suite, two at a time: each spends much of its time waiting on
+    workers, brokers and databases, and each uses its own databases and virtual host."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running = {
+            name: pool.submit(service_suite, native, tree) for name, tree in rendered.items()
+        }
+        return {name: future.result() for name, future in running.items()}
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_the_rendered_services_own_suite_passes(native, rendered, variant):
-    tree = rendered[variant]
-    result = run(
-        native["bin"] / "python",
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        cwd=tree,
-        env={**os.environ, "PYTHONPATH": str(tree / "src")},
-    )
-    summary = result.stdout.strip().splitlines()[-1]
-    assert re.search(r"\d+ passed", summary), summary
-    assert "skipped" not in summary and "failed" not in summary, summary
+def test_the_rendered_services_own_suite_passes(suites, variant):
+    assert_suite_passed(suites[variant])
 
 
 def entrypoint_env(native, urls: dict[str, str], **extra) -> dict[str, str]:
@@ -204,37 +152,21 @@ def test_the_drift_test_names_the_command_until_it_is_run(native, tmp_path):
     match_worker = next(q["worker"] for q in spec["queues"].values() if q["kind"] == "match")
     spec["queues"]["audit"] = {"kind": "task", "worker": match_worker, "tasks": [f"{domain}.audit"]}
     topology_file.write_text(yaml.safe_dump(topology, sort_keys=False))
-    drift_test = "tests/test_kubernetes.py::test_committed_manifests_match_the_topology"
+    drift_test_id = "tests/test_kubernetes.py::test_committed_manifests_match_the_topology"
     environment = {**os.environ, "PYTHONPATH": str(tree / "src")}
     python = native["bin"] / "python"
 
-    stale = run(
-        python,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        drift_test,
-        cwd=tree,
-        env=environment,
-        check=False,
-    )
+    def drift_test():
+        return run(
+            python, "-m", "pytest", "-q", "-p", "no:cacheprovider", drift_test_id,
+            cwd=tree, env=environment, check=False,
+        )  # fmt: skip
+
+    stale = drift_test()
     assert stale.returncode == 1, stale.stdout[-2000:]
     assert "run `generate-manifests`" in stale.stdout
 
     run(native["bin"] / "generate-manifests", cwd=tree, env=environment)
-    fresh = run(
-        python,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        drift_test,
-        cwd=tree,
-        env=environment,
-        check=False,
-    )
+    fresh = drift_test()
     assert fresh.returncode == 0, fresh.stdout[-2000:]
     assert f"{domain}.audit" in (tree / "deploy/base/generated/rabbitmq.yaml").read_text()

@@ -1,4 +1,4 @@
-"""Container healthcheck for the API: asks the readiness endpoint, needs no curl."""
+"""``check-ready``: the API container's healthcheck; asks the readiness endpoint, needs no curl."""
 
 import os
 import sys
