@@ -19,13 +19,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from importlib import import_module
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+from rendered import run_in_service, throwaway_environment
+
 MIXED_CALLS = 10
 CALL_TIMEOUT = 5.0
 
@@ -35,91 +34,21 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def prepare(scratch: Path) -> Path:
-    service = scratch / "service"
-    keel = Path(sys.executable).parent / "keel"
-    subprocess.run(
-        [keel, "new", service, "--defaults", "--vcs-ref", "HEAD"], check=True, capture_output=True
-    )
-    subprocess.run([sys.executable, "-m", "venv", service / ".venv"], check=True)
-    subprocess.run(
-        [service / ".venv/bin/pip", "install", "-q", "-e", ".[web,test]"],
-        cwd=service,
-        check=True,
-        stderr=subprocess.DEVNULL,
-    )
-    return service
-
-
-def orchestrate(args) -> None:
-    with tempfile.TemporaryDirectory(prefix="keel-latency-") as scratch:
-        print("rendering and installing the default service...", flush=True)
-        service = prepare(Path(scratch))
-        subprocess.run(
-            [
-                service / ".venv/bin/python",
-                __file__,
-                "--measure",
-                str(service),
-                "--calls",
-                str(args.calls),
-                "--backlog",
-                str(args.backlog),
-            ],
-            cwd=service,
-            check=True,
-        )
-
-
 def measure(args) -> None:
-    import yaml
-    from sqlalchemy import create_engine, text
-
-    sys.path.insert(0, args.measure)
-    from tests import rabbitmq  # the service's own throw-away vhost helper
-
-    admin_url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1/postgres")
-    prefix = f"latency_{uuid.uuid4().hex[:8]}"
-    os.environ["BROKER_URL"] = rabbitmq.create_vhost()
-    os.environ["RABBITMQ_MANAGEMENT_URL"] = rabbitmq.MANAGEMENT_URL
-    os.environ["WORKER_HEARTBEAT_DIR"] = tempfile.mkdtemp()
-    admin = create_engine(
-        admin_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    answers = yaml.safe_load(Path(args.measure, ".copier-answers.yml").read_text())
-    package = answers["package_name"]
-    domains = import_module(f"{package}.settings").DOMAINS
-    with admin.connect() as connection:
-        for domain in domains:
-            connection.execute(text(f'CREATE DATABASE "{prefix}_{domain}"'))
-            os.environ[f"{domain.upper()}_DATABASE_URL"] = (
-                admin_url.rsplit("/", 1)[0] + f"/{prefix}_{domain}"
-            )
-    workers: list[subprocess.Popen] = []
-    try:
-        run_scenarios(package, domains[0], args, workers)
-    finally:
-        for worker in workers:
-            worker.terminate()
-            worker.wait()
-        rabbitmq.delete_vhost(os.environ["BROKER_URL"])
-        import_module(f"{package}.db").dispose_engines()
-        with admin.connect() as connection:
-            for domain in domains:
-                connection.execute(text(f'DROP DATABASE "{prefix}_{domain}" WITH (FORCE)'))
+    with throwaway_environment(args.measure, "latency") as (package, domains):
+        workers: list[subprocess.Popen] = []
+        try:
+            run_scenarios(package, domains[0], args, workers)
+        finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait()
 
 
 def run_scenarios(package: str, domain: str, args, workers: list) -> None:
     from sqlalchemy import text
 
-    import_module(f"{package}.migrate").upgrade_all()
-    broker = import_module(f"{package}.messaging.broker")
     topology = import_module(f"{package}.messaging.topology").load()
-    broker.declare(
-        broker.broker_objects(topology),
-        os.environ["BROKER_URL"],
-        os.environ["RABBITMQ_MANAGEMENT_URL"],
-    )
     engine = import_module(f"{package}.db").engine(domain)
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO records (key, value) VALUES ('k', 'v')"))
@@ -190,7 +119,7 @@ def main() -> None:
     if args.measure:
         measure(args)
     else:
-        orchestrate(args)
+        run_in_service(__file__, ["--calls", str(args.calls), "--backlog", str(args.backlog)])
 
 
 if __name__ == "__main__":

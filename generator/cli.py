@@ -1,5 +1,6 @@
 """The `keel` command line."""
 
+from contextlib import nullcontext
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
@@ -71,7 +72,10 @@ def new(
     """
     try:
         answers = render.parse_data(data or [])
-        with err.status("Rendering…"):
+        # Without --defaults copier asks on this terminal, and a spinner would draw over the
+        # questions and the default answers they show.
+        progress = err.status("Rendering…") if defaults else nullcontext()
+        with progress:
             rendered = render.new(
                 destination,
                 template=template,

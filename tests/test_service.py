@@ -26,20 +26,35 @@ def test_readme_native_run_gives_a_ready_service(native):
     assert native["answer"] == 200, native["log"].read_text()[-4000:]
 
 
+# The fault drills (kill -9, broker cut, SIGTERM under load, poison messages) take minutes
+# each, so they run for the default answers and one quorum variant.
+DRILL_VARIANTS = ["defaults", "defaults-quorum-arguments"]
+
+
 @pytest.fixture(scope="session")
 def suites(native, rendered) -> dict[str, subprocess.CompletedProcess]:
-    """Every variant's own suite, two at a time: each spends much of its time waiting on
-    workers, brokers and databases, and each uses its own databases and virtual host."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    """Every variant's own suite and the drills, three at a time on two cores: each spends
+    about half its time waiting on workers, brokers and databases, and each uses its own
+    databases and virtual host. The drills, the longest, go first."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        drills = {
+            f"{name} drills": pool.submit(service_suite, native, rendered[name], "-m", "drills")
+            for name in DRILL_VARIANTS
+        }
         running = {
             name: pool.submit(service_suite, native, tree) for name, tree in rendered.items()
         }
-        return {name: future.result() for name, future in running.items()}
+        return {name: future.result() for name, future in {**drills, **running}.items()}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_the_rendered_services_own_suite_passes(suites, variant):
     assert_suite_passed(suites[variant])
+
+
+@pytest.mark.parametrize("variant", DRILL_VARIANTS)
+def test_the_rendered_services_fault_drills_pass(suites, variant):
+    assert_suite_passed(suites[f"{variant} drills"])
 
 
 def entrypoint_env(native, urls: dict[str, str], **extra) -> dict[str, str]:

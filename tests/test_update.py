@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 from generator import render
 from generator.cli import app
 
-from .conftest import BIN, REPOSITORY, run, run_service_suite
+from .conftest import BIN, REPOSITORY, assert_suite_passed, run, service_suite
 
 pytestmark = pytest.mark.services
 
@@ -163,36 +164,69 @@ NOT_EDITED = {".copier-answers.yml"}  # copier's record, rewritten by every upda
 RENAMED = {"src/ledger_works/healthcheck.py": "src/ledger_works/check_ready.py"}
 
 
+@dataclass
+class Updated:
+    """A service rendered at an earlier release, edited by its team and updated to HEAD."""
+
+    service: Path
+    edits: dict[str, str]
+    output: str
+    exit_code: int
+    #: The service's files right after the update, before its tests wrote any cache.
+    files: dict[str, bytes]
+    #: What a fresh render at HEAD with the same answers gives.
+    expected: dict[str, bytes]
+
+
+@pytest.fixture(scope="session")
+def updated(template, tmp_path_factory) -> dict[str, Updated]:
+    """Every earlier release, rendered, edited by its team, updated to HEAD and committed."""
+    results = {}
+    for release in earlier_releases():
+        root = tmp_path_factory.mktemp(f"update-{release}")
+        answers = answers_for(release)
+        service = render_at(template, release, root / "service", **answers)
+        target = render_at(template, "HEAD", root / "target", **answers)
+        edits = insert_user_edits(service, target, RENAMED)
+        result = keel_update(service, "--to", "HEAD")
+        results[release] = Updated(
+            service, edits, result.output, result.exit_code, files(service), files(target)
+        )
+        if result.exit_code == 0:
+            git(service, "add", "--all")
+            git(service, "commit", "--quiet", "-m", f"Update from {release}")
+    return results
+
+
 @pytest.mark.parametrize("release", earlier_releases())
 def test_updating_from_an_earlier_release_keeps_edits_and_applies_the_template(
-    template, tmp_path, native, release
+    template, updated, release
 ):
-    answers = answers_for(release)
-    service = render_at(template, release, tmp_path / "service", **answers)
-    target = render_at(template, "HEAD", tmp_path / "target", **answers)
-    edits = insert_user_edits(service, target, RENAMED)
+    update = updated[release]
+    edits = update.edits
     categories = {"compose.yaml", "README.md", "src/ledger_works/settings.py"}
     assert categories <= set(edits), sorted(edits)
     assert any(name.endswith(".py") and "settings" not in name for name in edits), sorted(edits)
+    assert update.exit_code == 0, update.output
 
-    result = keel_update(service, "--to", "HEAD")
-    assert result.exit_code == 0, result.output
-
-    updated = files(service)
-    expected = files(target)
-    assert sorted(updated) == sorted(expected)
-    for name, content in expected.items():
-        text = updated[name].decode()
+    assert sorted(update.files) == sorted(update.expected)
+    for name, content in update.expected.items():
+        text = update.files[name].decode()
         if name in edits:
             assert edits[name] in text, name
             text = "\n".join(line for line in text.splitlines() if line != edits[name]) + "\n"
         assert text == content.decode(), f"{name} differs from a fresh render at HEAD"
-    update_answers = yaml.safe_load(updated[".copier-answers.yml"])
+    update_answers = yaml.safe_load(update.files[".copier-answers.yml"])
     assert update_answers["_commit"] == git(template, "describe", "--tags").strip()
 
-    git(service, "add", "--all")
-    git(service, "commit", "--quiet", "-m", f"Update from {release}")
-    run_service_suite(native, service)
+
+def test_a_service_updated_from_the_oldest_release_passes_its_own_suite(updated, native):
+    """Every updated service above equals a fresh render at HEAD plus its team's comment
+    lines, and fresh renders run their suites in test_service; the oldest release, with the
+    most to update, runs its suite here as well, in the tree `keel update` left."""
+    oldest = updated[earlier_releases()[0]]
+    assert oldest.exit_code == 0, oldest.output
+    assert_suite_passed(service_suite(native, oldest.service))
 
 
 def readme_line_the_template_rewrites(template: Path, tmp_path: Path) -> tuple[str, int]:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import yaml
 
+from .faults import ConfigurationFault, entry_point
 from .messaging.broker import broker_objects
-from .messaging.topology import TOPOLOGY_FILE, Topology, TopologyError, Worker, load
+from .messaging.topology import TOPOLOGY_FILE, Topology, Worker, load
 from .messaging.worker import worker_flags
 
 PACKAGE = __package__
@@ -260,6 +261,7 @@ def stale_files(root: Path, expected: dict[str, str]) -> list[str]:
     return sorted(stale + [name for name in present - set(expected)])
 
 
+@entry_point("generate-manifests")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="generate-manifests",
@@ -273,12 +275,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--root", type=Path, default=Path("."), help="the service's root directory")
     args = parser.parse_args(argv)
+    topology_file = args.root / "src" / PACKAGE / TOPOLOGY_FILE.name
+    if not (args.root / "pyproject.toml").is_file() or not topology_file.is_file():
+        raise ConfigurationFault(
+            f"{args.root.resolve()} is not the service's root (no pyproject.toml and "
+            f"src/{PACKAGE}/{TOPOLOGY_FILE.name} there); run it from the service's root "
+            "directory, or name that directory with --root"
+        )
     try:
-        topology = load(args.root / "src" / PACKAGE / TOPOLOGY_FILE.name)
-        expected = manifests(project_slug(args.root), topology)
-    except (TopologyError, ManifestError, OSError, KeyError) as error:
-        print(f"generate-manifests: {error}", file=sys.stderr)
-        return 2
+        slug = project_slug(args.root)
+    except (KeyError, tomllib.TOMLDecodeError) as error:
+        raise ConfigurationFault(
+            f"pyproject.toml: cannot read [project] name, which names every object ({error})"
+        ) from None
+    try:
+        expected = manifests(slug, load(topology_file))
+    except ManifestError as error:
+        raise ConfigurationFault(str(error)) from None
     stale = stale_files(args.root, expected)
     if args.check:
         if stale:

@@ -15,8 +15,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-from .db import engine
-from .settings import DOMAINS, SettingsError, get_settings
+from .db import database_faults, engine
+from .faults import entry_point
+from .settings import DOMAINS, get_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -53,7 +54,7 @@ def upgrade_all() -> None:
 
 def _run(domain: str, operation, *args, **kwargs) -> None:
     config = alembic_config(domain)
-    with engine(domain).begin() as connection:
+    with database_faults(domain), engine(domain).begin() as connection:
         config.attributes["connection"] = connection
         operation(config, *args, **kwargs)
 
@@ -76,13 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point("migrate")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        get_settings()
-    except SettingsError as error:
-        print(f"migrate: {error}", file=sys.stderr)
-        return 2
+    get_settings()
     if args.command is None:
         upgrade_all()
     elif args.command == "upgrade":
@@ -93,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         _run(args.domain, command.revision, message=args.message, autogenerate=args.autogenerate)
     else:
         for domain in [args.domain] if args.domain else DOMAINS:
-            with engine(domain).connect() as connection:
+            with database_faults(domain), engine(domain).connect() as connection:
                 current = ", ".join(sorted(current_revisions(connection))) or "empty"
             print(f"{domain}: {current} (head: {', '.join(sorted(head_revisions(domain)))})")
     return 0

@@ -4,6 +4,10 @@ In Kubernetes the RabbitMQ Messaging Topology Operator creates these from CRs; w
 compose or natively, ``declare-topology`` creates the same objects before any worker
 starts. ``--check`` compares an existing broker with the topology instead, and explains a
 mismatch rather than letting Celery fail later with PRECONDITION_FAILED.
+
+Failing to reach the broker or its management API, or being refused by either, raises a
+``Fault``: one line that names BROKER_URL or RABBITMQ_MANAGEMENT_URL (password masked) and
+what to do.
 """
 
 import argparse
@@ -11,16 +15,22 @@ import base64
 import json
 import re
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from amqp.exceptions import PreconditionFailed
+from amqp.exceptions import AccessRefused, NotAllowed, NotFound, PreconditionFailed
+from amqp.exceptions import ConnectionError as AMQPConnectionError
 from kombu import Connection, Exchange
 from kombu import Queue as KombuQueue
+from kombu.exceptions import OperationalError
 
-from ..settings import SettingsError, get_settings
-from .topology import Topology, TopologyError, load
+from ..faults import Fault, entry_point, masked
+from ..settings import get_settings
+from .topology import Topology, load
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,7 @@ def _kombu_queue(queue: BrokerQueue) -> KombuQueue:
     )
 
 
-class BrokerMismatch(RuntimeError):
+class BrokerMismatch(Fault):
     """The broker holds an object that differs from the topology."""
 
 
@@ -101,28 +111,88 @@ def _explain(queue: BrokerQueue, error: PreconditionFailed) -> str:
     )
 
 
+@contextmanager
+def broker_faults(broker_url: str) -> Iterator[None]:
+    """Report a broker that is down or refuses us as a Fault naming BROKER_URL."""
+    where = f"the broker at {masked(broker_url)}"
+    try:
+        yield
+    except AccessRefused as error:
+        raise Fault(
+            f"{where} refused access ({_first_sentence(error.reply_text)}); fix the user or "
+            "password in BROKER_URL, or the user's permissions on its virtual host"
+        ) from None
+    except NotAllowed as error:
+        raise Fault(
+            f"{where} did not allow the connection ({_first_sentence(error.reply_text)}); "
+            "create the virtual host or fix its name in BROKER_URL"
+        ) from None
+    except (OperationalError, AMQPConnectionError, OSError) as error:
+        raise Fault(
+            f"{where} is not reachable ({error}); check BROKER_URL and that RabbitMQ is running"
+        ) from None
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(". ", 1)[0]
+
+
+@contextmanager
+def connected(broker_url: str) -> Iterator[Connection]:
+    """A connection to the broker, or a Fault naming BROKER_URL when there is none in time.
+
+    BROKER_CONNECT_WAIT_SECONDS bounds the retries of a broker that is down; a refused login
+    or an unknown virtual host fails at once, as waiting cannot fix either.
+    """
+    wait_seconds = get_settings().broker_connect_wait_seconds
+    with Connection(broker_url, connect_timeout=min(wait_seconds, 5)) as connection:
+        with broker_faults(broker_url):
+            connection.ensure_connection(
+                max_retries=max(1, int(wait_seconds)),
+                interval_start=1,
+                interval_step=1,
+                interval_max=2,
+                timeout=wait_seconds,
+            )
+        yield connection
+
+
 def declare(objects: BrokerObjects, broker_url: str, management_url: str) -> None:
-    """Create (or confirm) every object; raise BrokerMismatch on a differing queue."""
-    with Connection(broker_url, connect_timeout=5) as connection:
-        channel = connection.channel()
-        for exchange in objects.exchanges:
-            Exchange(exchange.name, exchange.type, durable=True).declare(channel=channel)
-        for queue in objects.queues:
-            try:
-                _kombu_queue(queue).bind(channel).queue_declare()
-            except PreconditionFailed as error:
-                raise BrokerMismatch(_explain(queue, error)) from None
-        for binding in objects.bindings:
-            channel.queue_bind(binding.destination, binding.source, binding.routing_key)
-    vhost = urllib.parse.quote(vhost_of(broker_url), safe="")
-    for policy in objects.policies:
+    """Create (or confirm) every object; raise a Fault when any step fails.
+
+    Policies go first: they match queues by name and may exist before them, so no queue is
+    ever on the broker without the dead-lettering and TTL that topology.yaml gives it, and a
+    management API that cannot take them stops the run before anything is declared.
+    """
+    with connected(broker_url) as connection:
+        apply_policies(objects.policies, management_url, vhost_of(broker_url))
+        with broker_faults(broker_url):
+            channel = connection.channel()
+            for exchange in objects.exchanges:
+                Exchange(exchange.name, exchange.type, durable=True).declare(channel=channel)
+            for queue in objects.queues:
+                try:
+                    _kombu_queue(queue).bind(channel).queue_declare()
+                except PreconditionFailed as error:
+                    raise BrokerMismatch(_explain(queue, error)) from None
+            for binding in objects.bindings:
+                channel.queue_bind(binding.destination, binding.source, binding.routing_key)
+
+
+def apply_policies(policies: tuple[BrokerPolicy, ...], management_url: str, vhost: str) -> None:
+    if not policies:
+        return
+    quoted = urllib.parse.quote(vhost, safe="")
+    # Ask before changing anything, so a wrong URL or user fails before the first policy.
+    management_api(management_url, "GET", "whoami")
+    for policy in policies:
         body = {
             "pattern": policy.pattern,
             "definition": policy.definition,
             "apply-to": policy.apply_to,
             "priority": policy.priority,
         }
-        management_api(management_url, "PUT", f"policies/{vhost}/{policy.name}", body)
+        management_api(management_url, "PUT", f"policies/{quoted}/{policy.name}", body)
 
 
 @dataclass(frozen=True)
@@ -135,12 +205,12 @@ class QueueProblem:
 def check(queues: tuple[BrokerQueue, ...], broker_url: str) -> list[QueueProblem]:
     """Queues missing from the broker or declared there with different arguments."""
     problems = []
-    with Connection(broker_url, connect_timeout=5) as connection:
+    with connected(broker_url) as connection, broker_faults(broker_url):
         for queue in queues:
             try:
                 _kombu_queue(queue).bind(connection.channel()).queue_declare(passive=True)
-            except Exception as error:  # noqa: BLE001 - any channel error means "missing"
-                message = f"queue {queue.name} is missing ({error.__class__.__name__})"
+            except NotFound:
+                message = f"queue {queue.name} is missing"
                 problems.append(QueueProblem(queue.name, True, message))
                 continue
             try:
@@ -155,6 +225,10 @@ def vhost_of(broker_url: str) -> str:
     return urllib.parse.unquote(path) or "/"
 
 
+class ManagementApiError(Fault):
+    """The management API is unreachable, refuses us, or is not where the URL says."""
+
+
 def management_api(management_url: str, method: str, path: str, body=None) -> bytes:
     """Call the RabbitMQ management API (policies cannot be declared over AMQP)."""
     parts = urllib.parse.urlsplit(management_url)
@@ -166,10 +240,36 @@ def management_api(management_url: str, method: str, path: str, body=None) -> by
     )
     credentials = f"{parts.username or 'guest'}:{parts.password or 'guest'}"
     request.add_header("authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.read()
+    where = f"the RabbitMQ management API at {masked(management_url)}"
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
+    except urllib.error.HTTPError as error:
+        raise ManagementApiError(f"{where}: {_advice(error, method, path)}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ManagementApiError(
+            f"{where} is not reachable ({reason}); enable it with `rabbitmq-plugins enable "
+            "rabbitmq_management`, or set RABBITMQ_MANAGEMENT_URL to its address"
+        ) from None
 
 
+def _advice(error: urllib.error.HTTPError, method: str, path: str) -> str:
+    answer = f"{method} /api/{path} answered {error.code} {error.reason}"
+    if error.code == 401:
+        return (
+            f"{answer}; fix the user or password in RABBITMQ_MANAGEMENT_URL, and give that "
+            "user the policymaker or administrator tag"
+        )
+    if error.code == 404:
+        return (
+            f"{answer}; is the management plugin there? Enable it with `rabbitmq-plugins "
+            "enable rabbitmq_management`, or set RABBITMQ_MANAGEMENT_URL to its address"
+        )
+    return answer
+
+
+@entry_point("declare-topology")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="declare-topology",
@@ -183,22 +283,22 @@ def main(argv: list[str] | None = None) -> int:
         "on the broker or differ from it",
     )
     args = parser.parse_args(argv)
-    try:
-        settings = get_settings()
-        objects = broker_objects(load())
-    except (SettingsError, TopologyError) as error:
-        print(f"declare-topology: {error}", file=sys.stderr)
-        return 2
+    settings = get_settings()
+    objects = broker_objects(load())
     if args.check:
         problems = check(objects.queues, settings.broker_url)
-        for problem in problems:
-            print(f"declare-topology: {problem.message}", file=sys.stderr)
+        missing = [problem.queue for problem in problems if problem.missing]
+        differing = [problem.message for problem in problems if not problem.missing]
+        if missing:
+            print(
+                f"declare-topology: missing on the broker: {', '.join(missing)}; "
+                "run `declare-topology`",
+                file=sys.stderr,
+            )
+        if differing:
+            print(f"declare-topology: {' '.join(differing)}", file=sys.stderr)
         return 1 if problems else 0
-    try:
-        declare(objects, settings.broker_url, settings.rabbitmq_management_url)
-    except BrokerMismatch as error:
-        print(f"declare-topology: {error}", file=sys.stderr)
-        return 1
+    declare(objects, settings.broker_url, settings.rabbitmq_management_url)
     print(
         f"declared {len(objects.exchanges)} exchanges, {len(objects.queues)} queues, "
         f"{len(objects.bindings)} bindings and {len(objects.policies)} policies"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from kombu import Connection, Exchange, Queue
 
 from ..settings import get_settings
+from .broker import broker_faults, connected
 from .topology import load
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,12 @@ def cache_exchange(domain: str) -> Exchange:
 
 
 def publish(domain: str, event: dict) -> None:
-    with Connection(get_settings().broker_url, connect_timeout=5) as connection:
+    """Broadcast an event; a broker still down after BROKER_CONNECT_WAIT_SECONDS is a Fault."""
+    broker_url = get_settings().broker_url
+    with connected(broker_url) as connection, broker_faults(broker_url):
         exchange = cache_exchange(domain)
-        connection.Producer().publish(
-            event, exchange=exchange, declare=[exchange], serializer="json", retry=True
-        )
+        producer = connection.Producer()
+        producer.publish(event, exchange=exchange, declare=[exchange], serializer="json")
 
 
 class LocalCache:

@@ -9,6 +9,7 @@ on itself.
 from typing import Any
 
 from .app import app
+from .rewards import RewardPayload
 from .topology import load
 
 
@@ -39,4 +40,7 @@ class DomainClient:
         return call(f"{self.domain}.match", timeout=timeout, key=key)
 
     def reward(self, subject: str, points: int) -> str:
-        return send(f"{self.domain}.reward", subject=subject, points=points)
+        """Raises pydantic's ValidationError, before sending, for a reward the domain
+        could never save."""
+        reward = RewardPayload(subject=subject, points=points)
+        return send(f"{self.domain}.reward", **reward.model_dump())

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from celery import bootsteps
 
-from ..settings import SettingsError, get_settings
+from ..faults import entry_point
+from ..settings import get_settings
+from .topology import load
 
 
 def heartbeat_file(worker: str) -> Path:
@@ -48,27 +50,36 @@ class Heartbeat(bootsteps.StartStopStep):
         self.path.touch()
 
 
+@entry_point("probe-worker")
 def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    # A misspelt name would otherwise read as "no heartbeat yet" and restart a healthy pod.
+    workers = sorted(load().workers)
     parser = argparse.ArgumentParser(
         prog="probe-worker",
         description="Exit 0 when the named worker's heartbeat is fresh, 1 otherwise.",
     )
-    parser.add_argument("worker", help="topology worker name, e.g. orders-match")
+    parser.add_argument(
+        "worker", choices=workers, metavar="NAME", help=f"one of: {', '.join(workers)}"
+    )
     args = parser.parse_args(argv)
-    try:
-        settings = get_settings()
-    except SettingsError as error:
-        print(f"probe-worker: {error}", file=sys.stderr)
-        return 2
     path = heartbeat_file(args.worker)
     try:
         age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
-        print(f"probe-worker: {args.worker}: no heartbeat yet ({path})", file=sys.stderr)
+        print(
+            f"probe-worker: {args.worker}: no heartbeat yet ({path}); the worker is not "
+            "consuming yet, or its WORKER_HEARTBEAT_DIR differs from this one",
+            file=sys.stderr,
+        )
         return 1
     limit = settings.worker_heartbeat_max_age
     if age > limit:
-        print(f"probe-worker: {args.worker}: last heartbeat {age:.0f}s ago (limit {limit:g}s)")
+        print(
+            f"probe-worker: {args.worker}: last heartbeat {age:.0f}s ago (limit {limit:g}s); "
+            "its consumer loop is stuck or lost the broker",
+            file=sys.stderr,
+        )
         return 1
     print(f"{args.worker}: healthy (heartbeat {age:.1f}s ago)")
     return 0

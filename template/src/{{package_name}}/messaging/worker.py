@@ -11,10 +11,12 @@ from importlib import import_module
 
 from celery import signals
 
-from ..settings import SettingsError, get_settings
-from .broker import broker_objects, check
+from ..db import connect_once, database_faults
+from ..faults import entry_point
+from ..settings import get_settings
+from .broker import BrokerMismatch, broker_objects, check
 from .heartbeat import Heartbeat
-from .topology import Topology, TopologyError, Worker, load
+from .topology import Topology, Worker, load
 
 PACKAGE = __package__.rsplit(".", 1)[0]
 
@@ -46,27 +48,26 @@ def caches_to_warm(topology: Topology, worker: str):
             yield import_module(f"{PACKAGE}.{queue.domain}.cache").records
 
 
-def preflight(topology: Topology, worker: Worker) -> list[str]:
-    """Refuse to start against queues whose arguments differ from topology.yaml.
+def preflight(topology: Topology, worker: Worker) -> None:
+    """Refuse to start on a broker or database that cannot serve this worker.
 
-    Celery would otherwise fail its own declaration with PRECONDITION_FAILED and retry
-    forever. An unreachable broker is not a mismatch: Celery keeps retrying that itself.
+    Celery would retry an unreachable broker or a refused login forever, and fail its own
+    declaration of a queue whose arguments differ with PRECONDITION_FAILED, again forever;
+    a match worker would warm its cache from a database it cannot reach and serve from an
+    empty one. Once the worker runs, reconnecting after a broker cut is Celery's job.
     """
     mine = tuple(q for q in broker_objects(topology).queues if q.name in worker.queues)
-    try:
-        problems = check(mine, get_settings().broker_url)
-    except OSError:
-        return []
-    return [problem.message for problem in problems if not problem.missing]
+    mismatches = [p.message for p in check(mine, get_settings().broker_url) if not p.missing]
+    if mismatches:
+        raise BrokerMismatch(" ".join(mismatches))
+    with database_faults(worker.domain):
+        connect_once(worker.domain)
 
 
+@entry_point("worker")
 def main(argv: list[str] | None = None) -> int:
-    try:
-        get_settings()
-        topology = load()
-    except (SettingsError, TopologyError) as error:
-        print(f"worker: {error}", file=sys.stderr)
-        return 2
+    get_settings()
+    topology = load()
     parser = argparse.ArgumentParser(
         prog="worker",
         description="Run one worker of topology.yaml. Further options go to `celery worker` "
@@ -80,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args, celery_options = parser.parse_known_args(argv)
     worker = topology.workers[args.name]
-    mismatches = preflight(topology, worker)
-    if mismatches:
-        for problem in mismatches:
-            print(f"worker: {problem}", file=sys.stderr)
-        return 1
+    preflight(topology, worker)
 
     from .app import app
 

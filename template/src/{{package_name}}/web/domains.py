@@ -2,17 +2,12 @@
 
 from celery.exceptions import TimeoutError as TaskTimeout
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel
 
 from ..messaging.calls import DomainClient
+from ..messaging.rewards import RewardPayload
 from ..settings import DOMAINS
 
 router = APIRouter(tags=["domains"])
-
-
-class RewardIn(BaseModel):
-    subject: str
-    points: int
 
 
 def _client(domain: str) -> DomainClient:
@@ -30,5 +25,5 @@ def match(domain: str, key: str) -> dict[str, str | None]:
 
 
 @router.post("/{domain}/rewards", status_code=202)
-def reward(domain: str, body: RewardIn) -> dict[str, str]:
+def reward(domain: str, body: RewardPayload) -> dict[str, str]:
     return {"event_id": _client(domain).reward(body.subject, body.points)}

@@ -1,11 +1,11 @@
 """This domain's tasks. Their queues and workers are set in topology.yaml."""
 
-from celery_batches import SimpleRequest
 from sqlalchemy.dialects.postgresql import insert
 
 from ..db import engine
 from ..messaging.app import app
-from ..messaging.batches import DeadLetteringBatches
+from ..messaging.batches import DeadLetteringBatches, Event
+from ..messaging.rewards import RewardPayload
 from ..messaging.topology import load
 from .cache import records
 from .models import Reward
@@ -23,22 +23,16 @@ def match(key: str) -> str | None:
 @app.task(
     name=f"{DOMAIN}.reward",
     base=DeadLetteringBatches,
+    payload=RewardPayload,
     flush_every=REWARD.flush_every,
     flush_interval=REWARD.flush_interval,
     retries=REWARD.retries,
 )
-def reward(requests: list[SimpleRequest]) -> int:
-    """Save a batch in one transaction; a redelivered event is skipped, not duplicated."""
-    rows = [
-        {
-            "event_id": request.id,
-            "subject": request.kwargs["subject"],
-            "points": request.kwargs["points"],
-        }
-        for request in requests
-    ]
+def reward(events: list[Event[RewardPayload]]) -> None:
+    """Save validated rewards in one transaction; a redelivered event is skipped, not
+    duplicated. A refused batch is split and retried by DeadLetteringBatches."""
+    rows = [{"event_id": event.id, **event.payload.model_dump()} for event in events]
     with engine(DOMAIN).begin() as connection:
         connection.execute(
             insert(Reward).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
         )
-    return len(rows)

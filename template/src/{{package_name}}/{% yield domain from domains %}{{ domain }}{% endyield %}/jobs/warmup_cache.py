@@ -7,20 +7,22 @@ reads the domain database, so a broken database fails the job, then broadcasts
 
 import sys
 
+from ...db import database_faults
+from ...faults import entry_point
 from ...messaging.cache import FULL_REFRESH, publish
-from ...settings import SettingsError, get_settings
+from ...messaging.topology import load
+from ...settings import get_settings
 from ..cache import load_records
 
 DOMAIN = __package__.split(".")[-2]
 
 
+@entry_point("warmup_cache")
 def main() -> int:
-    try:
-        get_settings()
-    except SettingsError as error:
-        print(f"warmup_cache: {error}", file=sys.stderr)
-        return 2
-    count = len(load_records())
+    get_settings()
+    load()  # configuration first: a bad topology.yaml is exit 2 whatever else is down
+    with database_faults(DOMAIN):
+        count = len(load_records())
     publish(DOMAIN, FULL_REFRESH)
     print(f"{DOMAIN}: read {count} records; broadcast full_refresh")
     return 0
