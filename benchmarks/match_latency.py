@@ -46,12 +46,10 @@ def measure(args) -> None:
 
 
 def run_scenarios(package: str, domain: str, args, workers: list) -> None:
-    from sqlalchemy import text
+    from tests import sql
 
     topology = import_module(f"{package}.messaging.topology").load()
-    engine = import_module(f"{package}.db").engine(domain)
-    with engine.begin() as connection:
-        connection.execute(text("INSERT INTO records (key, value) VALUES ('k', 'v')"))
+    sql.execute(domain, "INSERT INTO records (key, value) VALUES ('k', 'v')")
     app = import_module(f"{package}.messaging.app").app
     client = import_module(f"{package}.messaging.calls").DomainClient(domain)
     match_queue, reward_queue = f"{domain}.match", f"{domain}.reward"

@@ -51,28 +51,21 @@ def throwaway_environment(service: str, name: str) -> Iterator[tuple[str, tuple[
     """Point this process at new databases and a new virtual host; yields the service's
     package and domains, and removes everything afterwards."""
     import yaml
-    from sqlalchemy import create_engine, text
 
     sys.path.insert(0, service)
-    from tests import rabbitmq  # the service's own throw-away vhost helper
+    from tests import rabbitmq, sql  # the service's own throw-away helpers
 
-    admin_url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1/postgres")
     prefix = f"{name}_{uuid.uuid4().hex[:8]}"
     os.environ["BROKER_URL"] = rabbitmq.create_vhost()
     os.environ["RABBITMQ_MANAGEMENT_URL"] = rabbitmq.MANAGEMENT_URL
     os.environ["WORKER_HEARTBEAT_DIR"] = tempfile.mkdtemp()
-    admin = create_engine(
-        admin_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
     answers = yaml.safe_load(Path(service, ".copier-answers.yml").read_text())
     package = answers["package_name"]
     domains = import_module(f"{package}.settings").DOMAINS
-    with admin.connect() as connection:
-        for domain in domains:
-            connection.execute(text(f'CREATE DATABASE "{prefix}_{domain}"'))
-            os.environ[f"{domain.upper()}_DATABASE_URL"] = (
-                admin_url.rsplit("/", 1)[0] + f"/{prefix}_{domain}"
-            )
+    names = {domain: f"{prefix}_{domain}" for domain in domains}
+    sql.administer(*(f'CREATE DATABASE "{name}"' for name in names.values()))
+    for domain, name in names.items():
+        os.environ[f"{domain.upper()}_DATABASE_URL"] = sql.database_url(name)
     try:
         # Ready to measure: every domain at head, the topology declared as the operator would.
         import_module(f"{package}.migrate").upgrade_all()
@@ -82,8 +75,5 @@ def throwaway_environment(service: str, name: str) -> Iterator[tuple[str, tuple[
         yield package, domains
     finally:
         rabbitmq.delete_vhost(os.environ["BROKER_URL"])
-        import_module(f"{package}.db").dispose_engines()
-        with admin.connect() as connection:
-            for domain in domains:
-                connection.execute(text(f'DROP DATABASE "{prefix}_{domain}" WITH (FORCE)'))
-        admin.dispose()
+        import_module(f"{package}.orm").reset_connections()
+        sql.administer(*(f'DROP DATABASE "{name}" WITH (FORCE)' for name in names.values()))

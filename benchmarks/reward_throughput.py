@@ -55,27 +55,25 @@ def with_flush_every(topology_text: str, domain: str, queue_key: str, flush_ever
 
 def run_modes(package: str, domain: str, rewards: int, topology_file: Path) -> None:
     from kombu import Connection
-    from sqlalchemy import func, select, text
+
+    from tests import sql
 
     topology = import_module(f"{package}.messaging.topology").load()
     app = import_module(f"{package}.messaging.app").app
-    engine = import_module(f"{package}.db").engine(domain)
     queue = topology.queue(f"{domain}.reward")
     worker = topology.workers[queue.worker]
     heartbeat = Path(os.environ["WORKER_HEARTBEAT_DIR"]) / f"{worker.name}.heartbeat"
     original_topology = topology_file.read_text()
 
     def saved() -> int:
-        with engine.connect() as connection:
-            return connection.execute(select(func.count()).select_from(text("rewards"))).scalar()
+        return sql.scalar(domain, "SELECT count(*) FROM rewards")
 
     def run(flush_every: int) -> tuple[float, float]:
         """Seconds from worker start to ready, and from ready to the last row saved."""
         topology_file.write_text(
             with_flush_every(original_topology, domain, queue.key, flush_every)
         )
-        with engine.begin() as connection:
-            connection.execute(text("TRUNCATE rewards"))
+        sql.execute(domain, "TRUNCATE rewards")
         with Connection(os.environ["BROKER_URL"]) as connection:
             connection.channel().queue_purge(queue.name)
         for index in range(rewards):

@@ -1,65 +1,60 @@
-"""One SQLAlchemy engine per domain database, created on first use, and the one way a
-command reports that database being down or refusing it."""
+"""Where each domain's database is, and the one way every command reports it down, refusing
+us or unmigrated.
+
+It speaks psycopg, the driver under the ORM, and finds psycopg's error under whatever the
+ORM wrapped it in, so the messaging core, the workers' start-up checks and the commands
+share it whatever the ORM.
+"""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.errors import UndefinedTable
-from sqlalchemy import Engine, create_engine, make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.pool import NullPool
 
 from .faults import Fault
 from .settings import get_settings
 
 CONNECT_TIMEOUT_SECONDS = 3
 
-_engines: dict[str, Engine] = {}
-
-
-def engine(domain: str) -> Engine:
-    if domain not in _engines:
-        _engines[domain] = create_engine(
-            get_settings().database_url(domain),
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
-        )
-    return _engines[domain]
-
 
 def connect_once(domain: str) -> None:
     """Open and close one connection to the domain's database; raise if that fails.
 
-    Nothing stays pooled, so a process that forks afterwards (a prefork worker) never hands
+    Nothing stays open, so a process that forks afterwards (a prefork worker) never hands
     one connection to several children.
     """
-    probe = create_engine(
-        get_settings().database_url(domain),
-        poolclass=NullPool,
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
-    )
-    try:
-        probe.connect().close()
-    finally:
-        probe.dispose()
+    url = get_settings().database_url(domain)
+    psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
 
 
-def dispose_engines() -> None:
-    """Close every pooled connection, e.g. after the environment changed in tests."""
-    while _engines:
-        _engines.popitem()[1].dispose()
+def driver_error(error: BaseException) -> psycopg.Error | None:
+    """psycopg's own exception behind ``error``: itself, or what an ORM wrapped."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, psycopg.Error):
+            return error
+        seen.add(id(error))
+        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+    return None
+
+
+def refused_rows(error: BaseException) -> bool:
+    """The database refused the rows themselves (a value out of range, a constraint), as
+    opposed to being down, busy or misconfigured."""
+    return isinstance(driver_error(error), psycopg.DataError | psycopg.IntegrityError)
 
 
 def database_address(url: str) -> str:
     """``host:port/database``: enough to find it, nothing secret."""
-    parsed = make_url(url)
-    return f"{parsed.host}:{parsed.port or 5432}/{parsed.database}"
+    parts = conninfo_to_dict(url)
+    return f"{parts.get('host')}:{parts.get('port') or 5432}/{parts.get('dbname')}"
 
 
-def database_reason(error: Exception) -> str:
+def database_reason(error: BaseException) -> str:
     """PostgreSQL's own words (``database "x" does not exist``), without libpq's preamble."""
-    original = getattr(error, "orig", None) or error
+    original = driver_error(error) or error
     lines = str(original).strip().splitlines() or [original.__class__.__name__]
     return lines[0].rpartition("failed: ")[2].removeprefix("FATAL:").strip()
 
@@ -78,13 +73,14 @@ def database_faults(domain: str) -> Iterator[None]:
     """Report the domain's database being down, refusing us or unmigrated as a Fault."""
     try:
         yield
-    except (OperationalError, psycopg.OperationalError) as error:
-        reason = database_reason(error)
-        raise _fault(domain, reason, database_advice(domain, reason)) from None
-    except ProgrammingError as error:
-        if not isinstance(error.orig, UndefinedTable):
-            raise
-        raise _fault(domain, database_reason(error), "run `migrate`") from None
+    except Exception as error:
+        cause = driver_error(error)
+        if isinstance(cause, psycopg.OperationalError):
+            reason = database_reason(cause)
+            raise _fault(domain, reason, database_advice(domain, reason)) from None
+        if isinstance(cause, UndefinedTable):
+            raise _fault(domain, database_reason(cause), "run `migrate`") from None
+        raise
 
 
 def _fault(domain: str, reason: str, advice: str) -> Fault:

@@ -6,6 +6,7 @@ domain at a time.
 
 import argparse
 import sys
+from functools import cache
 from importlib import import_module
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-from .db import database_faults, engine
+from .db import database_faults
 from .faults import entry_point
+from .orm import engine
 from .settings import DOMAINS, get_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -36,6 +38,21 @@ def head_revisions(domain: str) -> set[str]:
 
 def current_revisions(connection: Connection) -> set[str]:
     return set(MigrationContext.configure(connection).get_current_heads())
+
+
+@cache
+def _heads(domain: str) -> frozenset[str]:
+    return frozenset(head_revisions(domain))
+
+
+def behind(domain: str) -> str | None:
+    """What keeps the domain's database from its head revision; None when it is at head.
+    Raises when the database cannot be reached. The heads are read once per process."""
+    with engine(domain).connect() as connection:
+        current = current_revisions(connection)
+    if current == _heads(domain):
+        return None
+    return f"at {sorted(current) or 'no revision'}, head is {sorted(_heads(domain))}"
 
 
 def upgrade(domain: str, revision: str = "head") -> None:

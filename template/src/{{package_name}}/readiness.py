@@ -1,24 +1,16 @@
 """Is this process ready for traffic? Framework-free so every web layer shares it.
 
-Ready means every domain database answers AND sits at its Alembic head: a reachable
-database with an old schema is not ready.
+Ready means every domain database answers AND has every migration of its domain applied:
+a reachable database with an old schema is not ready.
 """
 
 import logging
-from functools import cache
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from .db import engine
-from .migrate import current_revisions, head_revisions
+from . import migrate
+from .db import database_reason
 from .settings import DOMAINS
 
 log = logging.getLogger(__name__)
-
-
-@cache
-def _heads(domain: str) -> frozenset[str]:
-    return frozenset(head_revisions(domain))
 
 
 def problems() -> list[str]:
@@ -29,16 +21,15 @@ def problems() -> list[str]:
     found = []
     for domain in DOMAINS:
         try:
-            with engine(domain).connect() as connection:
-                current = current_revisions(connection)
-        except SQLAlchemyError as error:
-            found.append(f"{domain} database unreachable: {error.__class__.__name__}: {error}")
-            continue
-        if current != _heads(domain):
+            lag = migrate.behind(domain)
+        except Exception as error:  # whatever failed, the process is not ready; the log says why
             found.append(
-                f"{domain} database at {sorted(current) or 'no revision'}, "
-                f"head is {sorted(_heads(domain))}: run `migrate`"
+                f"{domain} database unreachable: {error.__class__.__name__}: "
+                f"{database_reason(error)}"
             )
+            continue
+        if lag is not None:
+            found.append(f"{domain} database {lag}: run `migrate`")
     for problem in found:
         log.warning("not ready: %s", problem)
     return found

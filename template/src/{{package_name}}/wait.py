@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from sqlalchemy.exc import SQLAlchemyError
+import psycopg
 
 from .db import connect_once, database_address, database_advice, database_reason
 from .faults import Fault, entry_point
@@ -24,7 +24,7 @@ def wait_for(domain: str, deadline: float) -> str | None:
         try:
             connect_once(domain)
             return None
-        except SQLAlchemyError as error:
+        except psycopg.Error as error:
             if time.monotonic() + RETRY_SECONDS >= deadline:
                 return database_reason(error)
             time.sleep(RETRY_SECONDS)

@@ -32,8 +32,8 @@ from typing import Generic, TypeVar
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DataError, IntegrityError
 
+from ..db import refused_rows
 from .dead_letters import dead_letter, describe
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,6 @@ class DeadLetteringBatches(Batches):
     #: Extra attempts after the first failure (set from topology.yaml per task).
     retries = 0
     retry_delay_seconds = 0.5
-    #: Failures that blame the rows being saved rather than the database.
-    refusals = (DataError, IntegrityError)
 
     def __call__(self, requests: list[SimpleRequest]) -> Settlement:
         settlement = Settlement()
@@ -100,7 +98,7 @@ class DeadLetteringBatches(Batches):
                     describe(error),
                 )
                 time.sleep(self.retry_delay_seconds * attempt)
-        if len(events) > 1 and isinstance(error, self.refusals):
+        if len(events) > 1 and refused_rows(error):
             log.warning(
                 "%s: batch of %d refused; saving it in parts to find the culprits: %s",
                 self.name,
@@ -112,7 +110,7 @@ class DeadLetteringBatches(Batches):
     def _isolate(self, events, error: Exception, settlement: Settlement) -> None:
         """Halve a refused batch until each part saves or is one refused message: one
         culprit among n messages costs about 2 log2(n) transactions."""
-        if not isinstance(error, self.refusals):
+        if not refused_rows(error):
             log.error(
                 "%s: batch of %d returned to the queue: %s", self.name, len(events), describe(error)
             )

@@ -1,14 +1,11 @@
 """This domain's tasks. Their queues and workers are set in topology.yaml."""
 
-from sqlalchemy.dialects.postgresql import insert
-
-from ..db import engine
 from ..messaging.app import app
 from ..messaging.batches import DeadLetteringBatches, Event
 from ..messaging.rewards import RewardPayload
 from ..messaging.topology import load
 from .cache import records
-from .models import Reward
+from .store import save_rewards
 
 DOMAIN = __package__.rsplit(".", 1)[-1]
 REWARD = load().queue(f"{DOMAIN}.reward").spec
@@ -31,8 +28,4 @@ def match(key: str) -> str | None:
 def reward(events: list[Event[RewardPayload]]) -> None:
     """Save validated rewards in one transaction; a redelivered event is skipped, not
     duplicated. A refused batch is split and retried by DeadLetteringBatches."""
-    rows = [{"event_id": event.id, **event.payload.model_dump()} for event in events]
-    with engine(DOMAIN).begin() as connection:
-        connection.execute(
-            insert(Reward).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
-        )
+    save_rewards(events)

@@ -12,7 +12,7 @@ from ...faults import entry_point
 from ...messaging.cache import FULL_REFRESH, publish
 from ...messaging.topology import load
 from ...settings import get_settings
-from ..cache import load_records
+from ..store import load_records
 
 DOMAIN = __package__.split(".")[-2]
 
