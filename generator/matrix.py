@@ -8,7 +8,7 @@ from itertools import combinations
 #: service carries them all: the shortest slug with one domain, or the longest slug with the
 #: shortest, the longest and an underscored domain name.
 DIMENSIONS: dict[str, tuple[str, ...]] = {
-    "framework": ("fastapi",),
+    "framework": ("fastapi", "django"),
     "queue_type": ("classic", "quorum"),
     "dead_letter": ("policy", "arguments"),
     "naming": ("defaults", "one-domain", "three-domains"),
@@ -27,19 +27,29 @@ NAMING: dict[str, dict[str, str]] = {
 
 #: name -> the values it takes in each dimension.
 SETS: dict[str, dict[str, str]] = {
-    "defaults": {"queue_type": "classic", "dead_letter": "policy", "naming": "defaults"},
-    "defaults-quorum-arguments": {
-        "queue_type": "quorum", "dead_letter": "arguments", "naming": "defaults",
+    "defaults": {
+        "framework": "fastapi", "queue_type": "classic", "dead_letter": "policy",
+        "naming": "defaults",
     },
-    "one-domain-arguments": {
-        "queue_type": "classic", "dead_letter": "arguments", "naming": "one-domain",
+    "django-quorum-arguments": {
+        "framework": "django", "queue_type": "quorum", "dead_letter": "arguments",
+        "naming": "defaults",
     },
-    "one-domain-quorum": {"queue_type": "quorum", "dead_letter": "policy", "naming": "one-domain"},
+    "one-domain-django": {
+        "framework": "django", "queue_type": "classic", "dead_letter": "policy",
+        "naming": "one-domain",
+    },
+    "one-domain-quorum-arguments": {
+        "framework": "fastapi", "queue_type": "quorum", "dead_letter": "arguments",
+        "naming": "one-domain",
+    },
+    "three-domains-django-arguments": {
+        "framework": "django", "queue_type": "classic", "dead_letter": "arguments",
+        "naming": "three-domains",
+    },
     "three-domains-quorum": {
-        "queue_type": "quorum", "dead_letter": "policy", "naming": "three-domains",
-    },
-    "three-domains-arguments": {
-        "queue_type": "classic", "dead_letter": "arguments", "naming": "three-domains",
+        "framework": "fastapi", "queue_type": "quorum", "dead_letter": "policy",
+        "naming": "three-domains",
     },
 }  # fmt: skip
 

@@ -228,9 +228,22 @@ def staged_changes(tree: Path) -> Iterator[tuple[str, str]]:
         yield status[0], " -> ".join(paths)
 
 
+def refuse_framework_switch(answers: dict, data: dict[str, str]) -> None:
+    current = answers.get("framework", "fastapi")  # releases before v0.6.0 had only FastAPI
+    wanted = data.get("framework", current)
+    if wanted != current:
+        raise UpdateError(
+            f"framework={wanted}: this service is {current}, and a framework switch is not an "
+            "update: the web layer, models, migrations and their data do not carry over. "
+            f"Render a new service with `keel new --data framework={wanted}` and move the "
+            "domains' code into it."
+        )
+
+
 def update(service: Path, *, to: str | None = None, data: dict[str, str] | None = None) -> Outcome:
     service = service.expanduser().resolve()
     answers = read_answers(service)
+    refuse_framework_switch(answers, data or {})
     require_clean(service)
     template = answers.get("_src_path")
     if not template:

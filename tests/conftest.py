@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -66,10 +67,33 @@ def readme_commands(tree: Path, prefix: str, broker_url: str) -> list[str]:
     ]
 
 
+# The answer set whose service is installed and started by following its README, per
+# framework; its virtualenv then runs the suites of every service of that framework.
+NATIVE_SETS = {"fastapi": "defaults", "django": "django-quorum-arguments"}
+
+
+def framework_of(tree: Path) -> str:
+    return yaml.safe_load((tree / ".copier-answers.yml").read_text())["framework"]
+
+
 @pytest.fixture(scope="session")
-def native(rendered):
-    """The default service, set up and started by following its README word for word."""
-    tree = rendered["defaults"]
+def natives(rendered):
+    """One service per framework, set up and started by following its README word for word."""
+    with ExitStack() as stack:
+        yield {
+            framework: stack.enter_context(readme_run(rendered[name]))
+            for framework, name in NATIVE_SETS.items()
+        }
+
+
+@pytest.fixture(scope="session")
+def native(natives):
+    """The default (FastAPI) service, run natively as its README says."""
+    return natives["fastapi"]
+
+
+@contextmanager
+def readme_run(tree: Path):
     prefix = services.unique_prefix()
     with services.virtual_host() as broker_url:
         yield from _run_readme(tree, prefix, broker_url)
@@ -96,7 +120,20 @@ def _run_readme(tree: Path, prefix: str, broker_url: str):
             answer = services.wait_for_status(
                 f"http://127.0.0.1:{port}/health/ready", process, limit_seconds=600
             )
-            yield {"tree": tree, "answer": answer, "log": log, "bin": tree / ".venv" / "bin"}
+            exported = dict(
+                line.removeprefix("export ").split("=", 1)
+                for line in commands
+                if line.startswith("export ")
+            )
+            yield {
+                "tree": tree,
+                "answer": answer,
+                "log": log,
+                "bin": tree / ".venv" / "bin",
+                "url": f"http://127.0.0.1:{port}",
+                "environment": exported,
+                "databases": {domain: f"{prefix}_{domain}" for domain in domains},
+            }
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -120,9 +157,10 @@ def console_scripts(tree: Path, python: Path, directory: Path) -> Path:
     return directory
 
 
-def service_suite(native, tree: Path, *pytest_args: str) -> subprocess.CompletedProcess:
-    """Run a rendered service's own tests with the native virtualenv and its own commands."""
-    python = native["bin"] / "python"
+def service_suite(natives, tree: Path, *pytest_args: str) -> subprocess.CompletedProcess:
+    """Run a rendered service's own tests with its framework's native virtualenv and its
+    own commands."""
+    python = natives[framework_of(tree)]["bin"] / "python"
     with tempfile.TemporaryDirectory(prefix="keel-commands-") as scratch:
         commands = console_scripts(tree, python, Path(scratch))
         return run(

@@ -20,6 +20,7 @@ def test_answers_keep_naming_out_of_copier_data():
     data = matrix.answers("three-domains-quorum")
     assert "naming" not in data
     assert data["queue_type"] == "quorum" and data["project_slug"] == "abcdefghijklmnopqrstuvwx"
+    assert matrix.answers("one-domain-django")["framework"] == "django"
     assert matrix.answers("defaults") == {
         "framework": "fastapi", "queue_type": "classic", "dead_letter": "policy",
     }  # fmt: skip

@@ -87,13 +87,18 @@ def test_the_entrypoint_is_strict_and_execs():
     assert "nc " not in entrypoint and "curl" not in entrypoint
 
 
-def test_keel_new_equals_plain_copier_copy(rendered, tmp_path):
+@pytest.mark.parametrize("name", ["defaults", "one-domain-django"])
+def test_keel_new_equals_plain_copier_copy(rendered, tmp_path, name):
     copied = tmp_path / "copied"
-    run(BIN / "copier", "copy", "--vcs-ref", "HEAD", "--defaults", "--quiet", REPOSITORY, copied)
-    comparison = filecmp.dircmp(rendered["defaults"], copied)
+    data = [part for key, value in VARIANTS[name].items() for part in ("--data", f"{key}={value}")]
+    run(
+        BIN / "copier", "copy", "--vcs-ref", "HEAD", "--defaults", "--quiet", *data,
+        REPOSITORY, copied,
+    )  # fmt: skip
+    comparison = filecmp.dircmp(rendered[name], copied)
     assert _differences(comparison) in ([], [".copier-answers.yml"])
     # `_commit` names a throw-away commit when the template has uncommitted changes.
-    mine, theirs = answers(rendered["defaults"]), answers(copied)
+    mine, theirs = answers(rendered[name]), answers(copied)
     mine.pop("_commit"), theirs.pop("_commit")
     assert mine == theirs
     assert mine["_src_path"] == str(REPOSITORY)

@@ -17,32 +17,34 @@ import pytest
 import yaml
 
 from . import services
-from .conftest import VARIANTS, assert_suite_passed, run, service_suite
+from .conftest import NATIVE_SETS, VARIANTS, assert_suite_passed, run, service_suite
 
 pytestmark = pytest.mark.services
 
 
-def test_readme_native_run_gives_a_ready_service(native):
+@pytest.mark.parametrize("framework", list(NATIVE_SETS))
+def test_readme_native_run_gives_a_ready_service(natives, framework):
+    native = natives[framework]
     assert native["answer"] == 200, native["log"].read_text()[-4000:]
 
 
 # The fault drills (kill -9, broker cut, SIGTERM under load, poison messages) take minutes
-# each, so they run for the default answers and one quorum variant.
-DRILL_VARIANTS = ["defaults", "defaults-quorum-arguments"]
+# each, so they run for the default answers and a Django service with quorum queues.
+DRILL_VARIANTS = ["defaults", "django-quorum-arguments"]
 
 
 @pytest.fixture(scope="session")
-def suites(native, rendered) -> dict[str, subprocess.CompletedProcess]:
+def suites(natives, rendered) -> dict[str, subprocess.CompletedProcess]:
     """Every variant's own suite and the drills, three at a time on two cores: each spends
     about half its time waiting on workers, brokers and databases, and each uses its own
     databases and virtual host. The drills, the longest, go first."""
     with ThreadPoolExecutor(max_workers=3) as pool:
         drills = {
-            f"{name} drills": pool.submit(service_suite, native, rendered[name], "-m", "drills")
+            f"{name} drills": pool.submit(service_suite, natives, rendered[name], "-m", "drills")
             for name in DRILL_VARIANTS
         }
         running = {
-            name: pool.submit(service_suite, native, tree) for name, tree in rendered.items()
+            name: pool.submit(service_suite, natives, tree) for name, tree in rendered.items()
         }
         return {name: future.result() for name, future in {**drills, **running}.items()}
 

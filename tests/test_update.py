@@ -220,13 +220,13 @@ def test_updating_from_an_earlier_release_keeps_edits_and_applies_the_template(
     assert update_answers["_commit"] == git(template, "describe", "--tags").strip()
 
 
-def test_a_service_updated_from_the_oldest_release_passes_its_own_suite(updated, native):
+def test_a_service_updated_from_the_oldest_release_passes_its_own_suite(updated, natives):
     """Every updated service above equals a fresh render at HEAD plus its team's comment
     lines, and fresh renders run their suites in test_service; the oldest release, with the
     most to update, runs its suite here as well, in the tree `keel update` left."""
     oldest = updated[earlier_releases()[0]]
     assert oldest.exit_code == 0, oldest.output
-    assert_suite_passed(service_suite(native, oldest.service))
+    assert_suite_passed(service_suite(natives, oldest.service))
 
 
 def readme_line_the_template_rewrites(template: Path, tmp_path: Path) -> tuple[str, int]:
@@ -336,6 +336,17 @@ def test_a_dirty_tree_is_refused_and_left_byte_for_byte_unchanged(template, tmp_
     result = keel_update(service, "--to", "HEAD")
     assert result.exit_code == 2, result.output
     assert "uncommitted changes" in result.output and "git stash -u" in result.output
+    assert snapshot(service) == before
+
+
+@pytest.mark.parametrize("release", [earlier_releases()[0], "HEAD"])
+def test_a_framework_switch_is_refused_before_anything_is_written(template, tmp_path, release):
+    service = render_at(template, release, tmp_path / "service", **ANSWERS)
+    before = snapshot(service)
+
+    result = keel_update(service, "--to", "HEAD", "--data", "framework=django")
+    assert result.exit_code == 2, result.output
+    assert "a framework switch is not an update" in " ".join(result.output.split())
     assert snapshot(service) == before
 
 

@@ -4,7 +4,8 @@
 
 Every distribution outside the closure of ``[project] dependencies`` (the web extra, the
 test tools, whatever else this virtualenv holds) is made unimportable, as if absent. A
-module that needs one fails with "<name> is not in the worker dependency set". Run by
+module that needs one fails with "<name> is not in the worker dependency set". It also
+fails when any module of the web layer was imported on the way. Run by
 tests/test_boundaries.py.
 """
 
@@ -68,13 +69,19 @@ def main(source: str) -> int:
     # As in the worker image: anything outside the closure is simply not installed, so an
     # optional import falls back and a required one fails.
     sys.meta_path.insert(0, Blocker(modules_outside(closure(project["dependencies"]), package)))
+    # As a worker starts: the Celery app, then what its loader imports (the tasks; with
+    # Django, after its fix-up has set Django up), then the other worker-image commands.
+    importlib.import_module(f"{package}.messaging.app").app.loader.import_default_modules()
     entry_points = [f"{package}.messaging.worker", f"{package}.migrate", f"{package}.wait"]
     domains = importlib.import_module(f"{package}.settings").DOMAINS
     for domain in domains:
         entry_points += [f"{package}.{domain}.tasks", f"{package}.{domain}.jobs.warmup_cache"]
     for module in entry_points:
         importlib.import_module(module)
-    importlib.import_module(f"{package}.messaging.app").app.loader.import_default_modules()
+    web = sorted(name for name in sys.modules if name.startswith(f"{package}.web"))
+    if web:
+        print(f"a worker process imported the web layer: {', '.join(web)}")
+        return 1
     print(f"imported {len(entry_points)} worker entry points with the worker dependencies only")
     return 0
 

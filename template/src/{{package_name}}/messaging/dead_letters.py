@@ -16,6 +16,7 @@ from celery.worker.request import Request
 from kombu import Message, Producer
 from pydantic import ValidationError
 
+from ..db import driver_error
 from ..faults import masked
 from .topology import load
 
@@ -37,9 +38,9 @@ def describe(error: BaseException) -> str:
             for problem in error.errors(include_input=False)
         )
     else:
-        # SQLAlchemy's text repeats the statement and its parameters; the driver's does not,
+        # An ORM's text may repeat the statement and its parameters; the driver's does not,
         # and its first line names the problem (a DETAIL line may quote the row).
-        error = getattr(error, "orig", None) or error
+        error = driver_error(error) or error
         kind = type(error).__name__
         message = next(iter(str(error).strip().splitlines()), "")
     reason = masked(f"{kind}: {message}".strip())

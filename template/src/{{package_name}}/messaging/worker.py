@@ -11,6 +11,7 @@ from importlib import import_module
 
 from celery import signals
 
+from .. import orm
 from ..db import connect_once, database_faults
 from ..faults import entry_point
 from ..settings import get_settings
@@ -43,6 +44,7 @@ def celery_arguments(worker: Worker) -> list[str]:
 
 
 def caches_to_warm(topology: Topology, worker: str):
+    orm.setup()  # a cache loads its domain's models
     for queue in topology.worker_queues(worker):
         if queue.kind == "match":
             yield import_module(f"{PACKAGE}.{queue.domain}.cache").records

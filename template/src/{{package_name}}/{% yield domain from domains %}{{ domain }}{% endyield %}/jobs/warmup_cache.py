@@ -7,12 +7,12 @@ reads the domain database, so a broken database fails the job, then broadcasts
 
 import sys
 
+from ... import orm
 from ...db import database_faults
 from ...faults import entry_point
 from ...messaging.cache import FULL_REFRESH, publish
 from ...messaging.topology import load
 from ...settings import get_settings
-from ..store import load_records
 
 DOMAIN = __package__.split(".")[-2]
 
@@ -21,6 +21,9 @@ DOMAIN = __package__.split(".")[-2]
 def main() -> int:
     get_settings()
     load()  # configuration first: a bad topology.yaml is exit 2 whatever else is down
+    orm.setup()
+    from ..store import load_records  # its models need the ORM set up (Django)
+
     with database_faults(DOMAIN):
         count = len(load_records())
     publish(DOMAIN, FULL_REFRESH)
