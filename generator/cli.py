@@ -1,14 +1,18 @@
 """The `keel` command line."""
 
+import json
+import shlex
 from contextlib import nullcontext
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
-from . import render
+from . import matrix, render
 from . import update as updating
 
 app = typer.Typer(
@@ -143,6 +147,40 @@ def update(
             highlight=False,
         )
         raise typer.Exit(1)
+
+
+@app.command("matrix")
+def show_matrix(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: a list of {name, values, answers}.")
+    ] = False,
+) -> None:
+    """Print the answer sets Keel is tested with.
+
+    They form a pairwise covering set over framework x queue_type x dead_letter x the naming
+    edge cases: every pair of values of any two of them meets in at least one set. Keel's own
+    tests and its CI jobs (one per set) take their variants from this list. Render one with
+    `keel new DIR --defaults -d KEY=VALUE ...`, using the set's answers.
+    """
+    rows = matrix.table()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    grid = Table(
+        title=f"{len(rows)} answer sets; every pair of values meets in one of them",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    grid.add_column("name", no_wrap=True)
+    for dimension in matrix.DIMENSIONS:
+        grid.add_column(dimension.split("_")[0], no_wrap=True)
+    for row in rows:
+        grid.add_row(row["name"], *row["values"].values())
+    out.print(grid)
+    for case, answers in matrix.NAMING.items():
+        flags = " ".join(shlex.quote(f"{key}={value}") for key, value in answers.items())
+        out.print(f"naming {case}: {flags or 'the default answers'}", markup=False)
 
 
 def _check_for_release(path: Path) -> int:

@@ -5,8 +5,8 @@ full product would need."""
 from itertools import combinations
 
 #: What each answer set varies. The naming cases bundle the edge cases of names, so that one
-#: service carries them all: the shortest slug with one domain, or the longest slug with the
-#: shortest, the longest and an underscored domain name.
+#: service carries them all: the shortest slug with one domain named like its package, or the
+#: longest slug with the shortest, the longest and an underscored domain name.
 DIMENSIONS: dict[str, tuple[str, ...]] = {
     "framework": ("fastapi", "django"),
     "queue_type": ("classic", "quorum"),
@@ -16,7 +16,8 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
 
 NAMING: dict[str, dict[str, str]] = {
     "defaults": {},
-    "one-domain": {"project_name": "Solo", "project_slug": "so", "domains": "[ledger]"},
+    # The shortest slug, and a domain named like the package it lives in (`my.my`).
+    "one-domain": {"project_name": "My", "project_slug": "my", "domains": "[my]"},
     "three-domains": {
         "project_name": "Ünïcode & Co. -- Payments Platform 2000!!",
         "project_slug": "abcdefghijklmnopqrstuvwx",
@@ -80,3 +81,9 @@ def uncovered_pairs() -> list[tuple[tuple[str, str], tuple[str, str]]]:
         )
         if pair not in seen
     ]
+
+
+def table() -> list[dict]:
+    """Every answer set with its dimension values and copier answers, as `keel matrix` prints
+    them and CI's jobs take them."""
+    return [{"name": name, "values": values(name), "answers": answers(name)} for name in SETS]

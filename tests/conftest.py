@@ -4,8 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
-import tomllib
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -14,13 +12,48 @@ import yaml
 
 from generator import matrix, render
 
-from . import services
+from . import services, workflows
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 # The answer sets Keel tests: a pairwise covering set (generator/matrix.py).
 VARIANTS = {name: matrix.answers(name) for name in matrix.SETS}
+# The answer set whose service is installed and started by following its README, per
+# framework; its virtualenv then carries the tests of every service of that framework.
+NATIVE_SETS = {"fastapi": "defaults", "django": "django-quorum-arguments"}
+# CI runs one job per answer set (`keel matrix`), naming it here; unset, everything runs.
+ANSWER_SET = os.environ.get("KEEL_ANSWER_SET") or None
+
+
+def pytest_configure(config):
+    if ANSWER_SET is not None and ANSWER_SET not in matrix.SETS:
+        raise pytest.UsageError(
+            f"KEEL_ANSWER_SET={ANSWER_SET} is not an answer set; `keel matrix` lists them"
+        )
+
+
+def answer_set_of(item) -> str:
+    """The answer set a test belongs to: the one it is parametrized with, the native one of
+    the framework it is parametrized with, or else the default one."""
+    params = getattr(item, "callspec", None)
+    params = params.params if params else {}
+    named = [value for value in params.values() if isinstance(value, str) and value in VARIANTS]
+    if named:
+        return named[0]
+    if params.get("framework") in NATIVE_SETS:
+        return NATIVE_SETS[params["framework"]]
+    return "defaults"
+
+
+def pytest_collection_modifyitems(config, items):
+    """With KEEL_ANSWER_SET, keep only that answer set's tests (the others are deselected,
+    not skipped: another CI job runs them)."""
+    if ANSWER_SET is None:
+        return
+    kept = [item for item in items if answer_set_of(item) == ANSWER_SET]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
 
 
 def render_variant(destination: Path, data: dict[str, str]) -> Path:
@@ -47,9 +80,12 @@ def run(*command, cwd=None, env=None, check=True, timeout=600) -> subprocess.Com
 
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory) -> dict[str, Path]:
-    """Every variant, rendered once per test session."""
+    """Every variant this run tests (and the natively run ones), rendered once per session."""
+    wanted = {ANSWER_SET, *NATIVE_SETS.values()} if ANSWER_SET else set(VARIANTS)
     root = tmp_path_factory.mktemp("rendered")
-    return {name: render_variant(root / name, data) for name, data in VARIANTS.items()}
+    return {
+        name: render_variant(root / name, data) for name, data in VARIANTS.items() if name in wanted
+    }
 
 
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -65,11 +101,6 @@ def readme_commands(tree: Path, prefix: str, broker_url: str) -> list[str]:
         line.replace(f"{package}_", f"{prefix}_").replace(DEFAULT_BROKER, broker_url)
         for line in block.group(1).strip().splitlines()
     ]
-
-
-# The answer set whose service is installed and started by following its README, per
-# framework; its virtualenv then runs the suites of every service of that framework.
-NATIVE_SETS = {"fastapi": "defaults", "django": "django-quorum-arguments"}
 
 
 def framework_of(tree: Path) -> str:
@@ -139,46 +170,39 @@ def _run_readme(tree: Path, prefix: str, broker_url: str):
             process.wait(timeout=30)
 
 
-def console_scripts(tree: Path, python: Path, directory: Path) -> Path:
-    """The service's own commands (`[project.scripts]`), run by `python`.
-
-    Every variant runs in the default service's virtualenv with its own `src` first on
-    PYTHONPATH, but that virtualenv's commands import the default service's package.
-    """
-    scripts = tomllib.loads((tree / "pyproject.toml").read_text())["project"]["scripts"]
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, target in scripts.items():
-        module, _, function = target.partition(":")
-        command = directory / name
-        command.write_text(
-            f"#!{python}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())\n"
-        )
-        command.chmod(0o755)
-    return directory
+def native_suite(native, *pytest_args: str) -> subprocess.CompletedProcess:
+    """The natively installed service's own tests, in its own virtualenv."""
+    return run(
+        native["bin"] / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args,
+        cwd=native["tree"],
+        env={**os.environ, "PATH": f"{native['bin']}:{os.environ['PATH']}"},
+        check=False,
+    )  # fmt: skip
 
 
-def service_suite(natives, tree: Path, *pytest_args: str) -> subprocess.CompletedProcess:
-    """Run a rendered service's own tests with its framework's native virtualenv and its
-    own commands."""
-    python = natives[framework_of(tree)]["bin"] / "python"
-    with tempfile.TemporaryDirectory(prefix="keel-commands-") as scratch:
-        commands = console_scripts(tree, python, Path(scratch))
-        return run(
-            python,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            *pytest_args,
-            cwd=tree,
-            env={
-                **os.environ,
-                "PATH": f"{commands}:{os.environ['PATH']}",
-                "PYTHONPATH": str(tree / "src"),
-            },
-            check=False,
-        )
+WORKFLOW = Path(".github/workflows/ci.yml")
+
+
+def replay_test_job(natives, tree: Path, scratch: Path) -> list[workflows.StepResult]:
+    """The service's CI `test` job, its workflow steps replayed on this machine: the
+    framework's natively installed virtualenv stands in for actions/setup-python (the
+    service installs itself on top of it) and the machine's services for the job's."""
+    base = natives[framework_of(tree)]["bin"].parent
+    stand_ins = {
+        "actions/checkout": workflows.checkout,
+        "actions/setup-python": workflows.layered_python(base, scratch),
+    }
+    return workflows.replay(tree / WORKFLOW, "test", tree, stand_ins)
+
+
+def assert_replayed(results: list[workflows.StepResult]) -> None:
+    """Every step ran and passed, and the last one, the tests, passed with no skip."""
+    failed = [step for step in results if step.returncode != 0]
+    assert not failed, f"step {failed[0].name!r} failed:\n{failed[0].output[-6000:]}"
+    assert results[-1].name == "Tests", [step.name for step in results]
+    summary = results[-1].output.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary), summary
+    assert "skipped" not in summary and "failed" not in summary, summary
 
 
 def assert_suite_passed(result: subprocess.CompletedProcess) -> None:

@@ -10,8 +10,9 @@ from generator.checks import compose as compose_rules
 
 from .conftest import BIN, REPOSITORY, VARIANTS, run
 
-# A Jinja expression, statement or comment left unrendered (the template writes each on one line).
-JINJA_MARKERS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}")
+# A Jinja expression, statement or comment left unrendered (the template writes each on one
+# line). `${{ ... }}` is a GitHub Actions expression, meant to be there.
+JINJA_MARKERS = re.compile(r"(?<!\$)\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}")
 KUBERNETES_NAME_LIMIT = 63
 
 

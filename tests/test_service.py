@@ -1,8 +1,9 @@
 """A rendered service installed and run natively against the machine's real PostgreSQL.
 
-The default service is installed exactly as its README says (the README's native-run block
-is executed as written, with unique database names); its virtualenv then runs the
-service's own test suite and the entrypoint checks.
+One service per framework is installed exactly as its README says (the README's native-run
+block is executed as written, with unique database names). Every variant's CI test job is
+then replayed on top of its framework's virtualenv, and the natively run services take the
+fault drills (kill -9, broker cut, SIGTERM under load, poison messages: minutes each).
 """
 
 import os
@@ -17,7 +18,16 @@ import pytest
 import yaml
 
 from . import services
-from .conftest import NATIVE_SETS, VARIANTS, assert_suite_passed, run, service_suite
+from .conftest import (
+    ANSWER_SET,
+    NATIVE_SETS,
+    VARIANTS,
+    assert_replayed,
+    assert_suite_passed,
+    native_suite,
+    replay_test_job,
+    run,
+)
 
 pytestmark = pytest.mark.services
 
@@ -28,33 +38,34 @@ def test_readme_native_run_gives_a_ready_service(natives, framework):
     assert native["answer"] == 200, native["log"].read_text()[-4000:]
 
 
-# The fault drills (kill -9, broker cut, SIGTERM under load, poison messages) take minutes
-# each, so they run for the default answers and a Django service with quorum queues.
-DRILL_VARIANTS = ["defaults", "django-quorum-arguments"]
-
-
 @pytest.fixture(scope="session")
-def suites(natives, rendered) -> dict[str, subprocess.CompletedProcess]:
-    """Every variant's own suite and the drills, three at a time on two cores: each spends
-    about half its time waiting on workers, brokers and databases, and each uses its own
-    databases and virtual host. The drills, the longest, go first."""
+def suites(natives, rendered, tmp_path_factory) -> dict:
+    """Every variant's CI test job, its workflow steps replayed (install, ruff, lint-imports,
+    generate-manifests --check, the service's own tests), and the drills: three at a time on
+    two cores, since each spends about half its time waiting on workers, brokers and
+    databases, and each uses its own databases and virtual host. The drills, the longest,
+    go first."""
+    scratch = tmp_path_factory.mktemp("setup-python")
+    tested = [ANSWER_SET] if ANSWER_SET else list(VARIANTS)
     with ThreadPoolExecutor(max_workers=3) as pool:
         drills = {
-            f"{name} drills": pool.submit(service_suite, natives, rendered[name], "-m", "drills")
-            for name in DRILL_VARIANTS
+            f"{name} drills": pool.submit(native_suite, natives[framework], "-m", "drills")
+            for framework, name in NATIVE_SETS.items()
+            if name in tested
         }
-        running = {
-            name: pool.submit(service_suite, natives, tree) for name, tree in rendered.items()
+        replays = {
+            name: pool.submit(replay_test_job, natives, rendered[name], scratch / name)
+            for name in tested
         }
-        return {name: future.result() for name, future in {**drills, **running}.items()}
+        return {name: future.result() for name, future in {**drills, **replays}.items()}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_the_rendered_services_own_suite_passes(suites, variant):
-    assert_suite_passed(suites[variant])
+def test_the_rendered_workflow_steps_replayed_pass(suites, variant):
+    assert_replayed(suites[variant])
 
 
-@pytest.mark.parametrize("variant", DRILL_VARIANTS)
+@pytest.mark.parametrize("variant", list(NATIVE_SETS.values()))
 def test_the_rendered_services_fault_drills_pass(suites, variant):
     assert_suite_passed(suites[f"{variant} drills"])
 

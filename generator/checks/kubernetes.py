@@ -1,10 +1,11 @@
 """Kubernetes manifests of a rendered service: schema validation and Keel's rules.
 
+- ``build`` (overlays.py): an overlay as the real kustomize builds it (``kubectl kustomize``).
 - ``validate``: built-in kinds against the Kubernetes JSON schemas shipped by
   kubernetes-validate for a pinned Kubernetes version (strict: unknown fields are errors),
   RabbitMQ topology kinds against the stripped operator CRDs in ``schemas/rabbitmq``.
-- ``problems``: Keel's structural rules K101-K111, run on every overlay of a rendered tree
-  after assembling it (``kustomize.build``).
+- ``problems``: Keel's structural rules K101-K111, run on kustomize's output for every
+  overlay of a rendered tree.
 """
 
 import functools
@@ -19,15 +20,15 @@ import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from .kustomize import (
-    Assembly,
+from .overlays import (
+    KubectlMissing,
+    KustomizeError,
+    Trace,
+    annotations,
     build,
-    containers,
-    describe,
-    group_of,
     kustomization_file,
-    patch_origin,
-    pod_spec,
+    strings,
+    trace,
 )
 
 KUBERNETES_VERSION = "1.37.0"
@@ -38,6 +39,39 @@ BUILTIN_SCHEMAS = (
 )
 RABBITMQ_SCHEMAS = Path(__file__).resolve().parent / "schemas" / "rabbitmq"
 RABBITMQ_API_VERSION = "rabbitmq.com/v1beta1"
+
+
+# --- pods and containers --------------------------------------------------------------------
+
+POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+
+
+def group_of(document: dict) -> str:
+    group, _, _ = str(document.get("apiVersion", "")).rpartition("/")
+    return group
+
+
+def describe(document: dict) -> str:
+    return f"{document.get('kind')}/{(document.get('metadata') or {}).get('name')}"
+
+
+def pod_spec(document: dict) -> dict | None:
+    spec = document.get("spec") or {}
+    kind = document.get("kind")
+    if kind == "Pod":
+        return spec
+    if kind == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+        return (spec.get("template") or {}).get("spec") or {}
+    if kind in POD_TEMPLATE_KINDS:
+        return (spec.get("template") or {}).get("spec") or {}
+    return None
+
+
+def containers(document: dict, *, init: bool = False) -> list[dict]:
+    spec = pod_spec(document) or {}
+    found = list(spec.get("containers") or [])
+    return found + list(spec.get("initContainers") or []) if init else found
 
 
 def command_line(container: dict) -> list[str]:
@@ -181,11 +215,8 @@ class Service:
 class Overlay:
     name: str  # e.g. deploy/overlays/dev
     service: Service
-    assembly: Assembly
-
-    @property
-    def documents(self) -> list[dict]:
-        return self.assembly.documents
+    documents: list[dict]  # what kubectl kustomize prints
+    trace: Trace
 
     def of_kind(self, *kinds: str) -> list[dict]:
         return [document for document in self.documents if document.get("kind") in kinds]
@@ -232,7 +263,15 @@ def problems(tree: Path) -> list[str]:
         return ["K101 deploy/overlays: no overlay with a kustomization.yaml"]
     found = []
     for path in overlays:
-        overlay = Overlay(str(path.relative_to(tree)), service, build(path))
+        name = str(path.relative_to(tree))
+        try:
+            overlay = Overlay(name, service, build(path), trace(path, tree / "deploy"))
+        except KubectlMissing:
+            raise
+        except KustomizeError as error:
+            # K101: the overlay builds. Nothing else can be checked on one that does not.
+            found.append(f"K101 {name}: kustomize cannot build it: {error.reason}")
+            continue
         for check in RULES:
             found += check(overlay)
     return found
@@ -242,31 +281,25 @@ def labels(document: dict) -> dict:
     return (document.get("metadata") or {}).get("labels") or {}
 
 
-def annotations(document: dict) -> dict:
-    return (document.get("metadata") or {}).get("annotations") or {}
-
-
 def is_worker(document: dict) -> bool:
     return (
         document.get("kind") == "Deployment" and labels(document).get(COMPONENT_LABEL) == "worker"
     )
 
 
-@rule("K101")
-def listed_files_exist(overlay: Overlay) -> Iterator[str]:
-    for item in overlay.assembly.missing:
-        yield f"{overlay.relative(item.kustomization)} lists {item.entry}: {item.reason}"
-
-
 @rule("K102")
 def patches_match(overlay: Overlay) -> Iterator[str]:
-    for patch in overlay.assembly.patches:
-        if not patch.matched:
-            origin = patch_origin(overlay.relative(patch.kustomization), patch.index)
-            yield f"{origin} targets {patch.describes()}, which matches no resource"
-    # An images entry that matches no container is as silent as a patch that matches nothing.
-    for kustomization, name in overlay.assembly.unused_images:
-        yield f"{overlay.relative(kustomization)} images {name} matches no container image"
+    # kustomize silently skips a targeted patch or an images entry that matches nothing.
+    kustomization = overlay.relative(overlay.trace.kustomization)
+    for index, target in overlay.trace.unmatched_patches:
+        described = (
+            ", ".join(f"{key}={value}" for key, value in sorted(target.items()))
+            if isinstance(target, dict)
+            else repr(target)
+        )
+        yield f"{kustomization} patches[{index}] targets {described}, which matches no resource"
+    for name in overlay.trace.unused_images:
+        yield f"{kustomization} images {name} matches no container image"
 
 
 @rule("K103")
@@ -432,21 +465,10 @@ def no_real_secrets(overlay: Overlay) -> Iterator[str]:
                     and PLACEHOLDER not in str(value)
                 ):
                     yield f"{describe(document)} env {name} holds a literal secret; use a Secret"
-        for text in _strings(document):
+        for text in strings(document):
             for password in URL_PASSWORD.findall(text):
                 if PLACEHOLDER not in password:
                     yield f"{describe(document)} has a real-looking URL password: {_mask(text)}"
-
-
-def _strings(node) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _strings(value)
 
 
 def _mask(text: str) -> str:
