@@ -3,17 +3,20 @@
 import json
 import shlex
 from contextlib import nullcontext
+from enum import StrEnum
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from . import matrix, render
-from . import update as updating
+if TYPE_CHECKING:
+    from . import update as updating
+
+from . import matrix
 
 app = typer.Typer(
     help="Keel renders Python services (FastAPI, Celery on RabbitMQ, a PostgreSQL database "
@@ -74,6 +77,8 @@ def new(
 
     Answers are validated before anything is written: on a bad answer nothing is created.
     """
+    from . import render  # copier is slow to import; `keel check` never needs it
+
     try:
         answers = render.parse_data(data or [])
         # Without --defaults copier asks on this terminal, and a spinner would draw over the
@@ -123,6 +128,9 @@ def update(
     file a person must still merge (conflict markers, .rej files) and exits 1 if there is
     any. Exit codes: 0 updated (or up to date), 1 conflicts left, 2 refused.
     """
+    from . import render
+    from . import update as updating
+
     try:
         if check:
             raise typer.Exit(_check_for_release(path))
@@ -133,6 +141,14 @@ def update(
         err.print(f"[bold red]keel update:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
     _summarise(outcome)
+    if outcome.new_findings:
+        err.print(
+            f"[bold yellow]keel check:[/] {len(outcome.new_findings)} finding(s) the update "
+            "brought (see `keel check` in the README):",
+            highlight=False,
+        )
+        for f in outcome.new_findings:
+            err.print(f"  {f}", markup=False)
     if outcome.conflicts:
         err.print(
             f"[bold red]keel update:[/] {len(outcome.conflicts)} file(s) need a manual merge "
@@ -147,6 +163,68 @@ def update(
             highlight=False,
         )
         raise typer.Exit(1)
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+Codes = Annotated[
+    str | None,
+    typer.Option(metavar="CODES", help="Comma-separated rule codes or prefixes, e.g. L1,L17a."),
+]
+
+
+@app.command()
+def check(
+    path: Annotated[Path, typer.Argument(help="The service directory to audit.")] = Path("."),
+    output_format: Annotated[
+        Format, typer.Option("--format", help="text (ruff-style), json or sarif (2.1.0).")
+    ] = Format.text,
+    select: Codes = None,
+    ignore: Codes = None,
+) -> None:
+    """Audit a service, rendered by Keel or not, for the seventeen production lessons.
+
+    Reads compose files, Dockerfiles and entrypoint scripts, Python (with the AST: nothing
+    is imported or run), Kubernetes YAML and topology.yaml. Exit codes: 0 clean, 1
+    findings, 2 usage error (no such directory, an unknown code).
+    """
+    from .checks import lessons, report
+    from .checks.findings import Tree
+    from .checks.overlays import KubectlMissing
+
+    chosen = []
+    for option, given in (("--select", select), ("--ignore", ignore)):
+        for code in _codes(given):
+            if not any(known.startswith(code) for known in lessons.RULES):
+                err.print(
+                    f"keel check: {option} {code} matches no rule", markup=False, soft_wrap=True
+                )
+                raise typer.Exit(2)
+    if not path.is_dir():
+        err.print(f"keel check: {path} is not a directory", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    chosen = lessons.selected(lessons.RULES, _codes(select), _codes(ignore))
+    tree = Tree(path)
+    try:
+        findings = lessons.run(tree, chosen)
+    except KubectlMissing as error:
+        err.print(f"keel check: {error.reason}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if output_format is Format.json:
+        print(report.as_json(findings))
+    elif output_format is Format.sarif:
+        print(report.sarif(findings, chosen))
+    else:
+        print(report.text(findings, len(tree.files)))
+    raise typer.Exit(1 if findings else 0)
+
+
+def _codes(given: str | None) -> list[str]:
+    return [code.strip() for code in (given or "").split(",") if code.strip()]
 
 
 @app.command("matrix")
@@ -184,6 +262,8 @@ def show_matrix(
 
 
 def _check_for_release(path: Path) -> int:
+    from . import update as updating
+
     answers = updating.read_answers(path.expanduser().resolve())
     current = str(answers.get("_commit", "?"))
     latest = updating.latest_release(answers["_src_path"])
@@ -195,7 +275,7 @@ def _check_for_release(path: Path) -> int:
     return 1
 
 
-def _summarise(outcome: updating.Outcome) -> None:
+def _summarise(outcome: "updating.Outcome") -> None:
     if not outcome.changes:
         out.print(f"Nothing to change: already at {outcome.to_version}.")
         return

@@ -20,6 +20,9 @@ import yaml
 from copier.errors import CopierError
 from packaging.version import InvalidVersion, Version
 
+from .checks import lessons
+from .checks.findings import Finding, Tree
+
 ANSWERS_FILE = ".copier-answers.yml"
 QUEUE_CRS = Path("deploy/base/generated/rabbitmq.yaml")
 CONFLICT_MARKER = re.compile(rb"^(<<<<<<<|>>>>>>>)( |$)", re.MULTILINE)
@@ -41,6 +44,8 @@ class Outcome:
     to_version: str
     changes: list[tuple[str, str]] = field(default_factory=list)  # (status, path)
     conflicts: list[str] = field(default_factory=list)
+    #: What `keel check` finds after the update that it did not find before.
+    new_findings: list[Finding] = field(default_factory=list)
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:
@@ -228,6 +233,17 @@ def staged_changes(tree: Path) -> Iterator[tuple[str, str]]:
         yield status[0], " -> ".join(paths)
 
 
+def lesson_findings(tree: Path) -> list[Finding]:
+    """What `keel check` says of a tree, every rule selected."""
+    return lessons.run(Tree(tree), lessons.RULES)
+
+
+def new_findings(before: list[Finding], after: list[Finding]) -> list[Finding]:
+    """Findings the update brought (lines move with any edit, so they are not compared)."""
+    known = {(f.path, f.code, f.message) for f in before}
+    return [f for f in after if (f.path, f.code, f.message) not in known]
+
+
 def refuse_framework_switch(answers: dict, data: dict[str, str]) -> None:
     current = answers.get("framework", "fastapi")  # releases before v0.6.0 had only FastAPI
     wanted = data.get("framework", current)
@@ -255,6 +271,7 @@ def update(service: Path, *, to: str | None = None, data: dict[str, str] | None 
         for key in ("user.name", "user.email"):
             git(trial, "config", key, git(service, "config", key, check=False).strip() or "keel")
         before = queue_arguments(trial)
+        checked = lesson_findings(trial)
         run_copier_update(trial, target, data or {})
         merge_moved_files(trial, template, answers, Path(scratch))
         refused = changed_queue_arguments(before, queue_arguments(trial))
@@ -274,6 +291,7 @@ def update(service: Path, *, to: str | None = None, data: dict[str, str] | None 
             to_version=str(read_answers(trial).get("_commit", target)),
             changes=list(staged_changes(trial)),
             conflicts=found_conflicts,
+            new_findings=new_findings(checked, lesson_findings(trial)),
         )
         patch = subprocess.run(
             ["git", "diff", "--cached", "--binary", "HEAD"],

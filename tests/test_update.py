@@ -622,3 +622,25 @@ def test_rendered_pre_commit_hooks_reject_conflict_leftovers(template, tmp_path)
     assert result.returncode == 1
     assert "no merge-conflict markers" in result.stdout and "README.md" in result.stdout
     assert "compose.yaml.rej" in result.stdout
+
+
+def test_keel_update_lists_only_what_keel_check_finds_new(template, tmp_path):
+    """A template commit that brings a generic DATABASE_URL fallback (L14): `keel update`
+    runs `keel check` before and after, and lists that finding alone (not the one the team
+    already had), exit code unchanged."""
+    clone = tmp_path / "keel"
+    git(template.parent, "clone", "--quiet", str(template), str(clone))
+    base = git(clone, "rev-parse", "HEAD").strip()
+    service = render_at(clone, base, tmp_path / "service", **ANSWERS)
+    own = service / "src/ledger_works/serving.py"
+    own.write_text(own.read_text() + '\nLEGACY = os.environ.get("DATABASE_URL")\n')
+    git(service, "commit", "--quiet", "--all", "-m", "the team's own fallback")
+    source = clone / "template/src/{{package_name}}/wait.py"
+    source.write_text(source.read_text() + '\nFALLBACK = os.environ.get("DATABASE_URL")\n')
+    git(clone, "commit", "--quiet", "--all", "-m", "a generic fallback")
+
+    result = run(BIN / "keel", "update", service, "--to", "HEAD", check=False)
+    assert result.returncode == 0, result.stderr
+    listed = [line.strip() for line in result.stderr.splitlines() if line.startswith("  ")]
+    assert len(listed) == 1 and listed[0].startswith(f"{WAIT}:"), result.stderr
+    assert " L14 " in listed[0]

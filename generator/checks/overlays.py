@@ -51,7 +51,12 @@ def kustomization_file(directory: Path) -> Path | None:
 
 def build(overlay: Path) -> list[dict]:
     """The documents ``kubectl kustomize overlay`` prints."""
-    return _documents(_kustomize(Path(overlay), shown=overlay))
+    return _documents(kustomize(overlay))
+
+
+def kustomize(overlay: Path) -> str:
+    """What ``kubectl kustomize overlay`` prints."""
+    return _kustomize(Path(overlay), shown=overlay)
 
 
 def _kustomize(directory: Path, *, shown: Path | str) -> str:

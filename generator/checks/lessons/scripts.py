@@ -1,0 +1,135 @@
+"""Entrypoint scripts (L3) and what the worker image installs (L13)."""
+
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..findings import Finding, Tree
+from . import rule
+
+EXEC_ARGS = re.compile(r'^\s*exec\s+"\$@"\s*$')
+NC_WAIT = re.compile(r"\bwhile\b.*\bnc\b[^|;]*\s-z\b|\buntil\b.*\bnc\b[^|;]*\s-z\b")
+BOUNDED = re.compile(r"\btimeout\b|\bseq\b|\$\(\(|\battempt|\btries|\bretries|\bSECONDS\b")
+IN_EVERY_REPLICA = re.compile(r"\balembic\s+upgrade\b|\bmanage\.py\s+migrate\b")
+PIP_INSTALL = re.compile(r"\bpip\d?\s+install\b(?P<args>.*)")
+REQUIREMENTS = re.compile(r"(?:-r|--requirement)\s+(\S+)")
+
+
+def entrypoints(tree: Tree) -> list[Path]:
+    named = {
+        match.strip("[]\"', ").rsplit("/", 1)[-1]
+        for dockerfile in tree.dockerfiles
+        for line in (tree.text(dockerfile) or "").splitlines()
+        if line.strip().upper().startswith("ENTRYPOINT")
+        for match in line.split()[1:]
+    }
+    return [path for path in tree.shell_scripts if "entrypoint" in path.name or path.name in named]
+
+
+@rule(
+    "L3a",
+    'entrypoint without `exec "$@"`',
+    prevents="the server running as a child of the shell: SIGTERM reaches the shell, not the "
+    "server, so a stop waits for the grace period and then kills in-flight work",
+    fix='end the entrypoint with `exec "$@"`',
+)
+def entrypoint_execs(tree: Tree) -> Iterator[Finding]:
+    for path in entrypoints(tree):
+        lines = (tree.text(path) or "").splitlines()
+        if not any(EXEC_ARGS.match(line) for line in lines):
+            yield Finding(
+                tree.relative(path),
+                max(len(lines), 1),
+                1,
+                "L3a",
+                'the entrypoint does not end with exec "$@"',
+            )
+
+
+@rule(
+    "L3b",
+    "unbounded `nc -z` wait",
+    prevents="a container waiting forever for a host that never comes (and `nc` is not in "
+    "slim images), instead of failing with a message",
+    fix="wait in Python with a timeout that names what is missing (Keel: "
+    "`wait-for-databases`), or bound the loop",
+)
+def bounded_waits(tree: Tree) -> Iterator[Finding]:
+    for path in tree.shell_scripts:
+        for number, line in enumerate((tree.text(path) or "").splitlines(), 1):
+            if NC_WAIT.search(line) and not BOUNDED.search(line):
+                yield Finding(
+                    tree.relative(path),
+                    number,
+                    line.index("nc") + 1,
+                    "L3b",
+                    "waits on `nc -z` without a bound",
+                )
+
+
+@rule(
+    "L3c",
+    "migrations in the entrypoint",
+    prevents="every replica migrating at once on start (racing each other and the server)",
+    fix="migrate once: a compose one-shot service or a Kubernetes Job (Keel: `migrate`)",
+)
+def migrations_once(tree: Tree) -> Iterator[Finding]:
+    for path in entrypoints(tree):
+        for number, line in enumerate((tree.text(path) or "").splitlines(), 1):
+            if IN_EVERY_REPLICA.search(line) and not line.lstrip().startswith("#"):
+                yield Finding(
+                    tree.relative(path),
+                    number,
+                    1,
+                    "L3c",
+                    "the entrypoint migrates in every replica",
+                )
+
+
+@rule(
+    "L13",
+    "celery-batches missing from the worker image",
+    prevents="the reward worker failing at start with ModuleNotFoundError: celery_batches, "
+    "because the image installs a dependency list without it",
+    fix="declare worker dependencies once (pyproject.toml) and install that in the image",
+)
+def worker_image_has_batches(tree: Tree) -> Iterator[Finding]:
+    if not any(_imports_batches(tree, path) for path in tree.python_files):
+        return
+    for dockerfile in tree.dockerfiles:
+        text = tree.text(dockerfile) or ""
+        if "worker" not in text.lower() and "worker" not in dockerfile.name.lower():
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            install = PIP_INSTALL.search(line)
+            if not install:
+                continue
+            sources = [dockerfile.parent / name for name in REQUIREMENTS.findall(line)]
+            if re.search(r"(^|\s)\.(\[|\s|$)", install["args"] + " "):
+                sources.append(dockerfile.parent / "pyproject.toml")
+            declared = "\n".join(_requirements(path) for path in sources) + install["args"]
+            if sources and not re.search(r"celery[-_]batches", declared, re.I):
+                yield Finding(
+                    tree.relative(dockerfile),
+                    number,
+                    1,
+                    "L13",
+                    "the worker image installs no celery-batches, which the tasks import",
+                )
+
+
+def _imports_batches(tree: Tree, path: Path) -> bool:
+    return "celery_batches" in (tree.text(path) or "")
+
+
+def _requirements(path: Path) -> str:
+    if not path.is_file():
+        return ""
+    if path.name == "pyproject.toml":
+        try:
+            project = tomllib.loads(path.read_text()).get("project", {})
+        except tomllib.TOMLDecodeError:
+            return ""
+        return "\n".join(project.get("dependencies", []))
+    return path.read_text()
