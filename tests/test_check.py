@@ -2,12 +2,14 @@
 its fixed twin; every answer set Keel renders checks clean; output formats and exit codes."""
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from textwrap import dedent
 
 import pytest
+import yaml
 from jsonschema import Draft4Validator
 
 from generator.checks.lessons import RULES
@@ -75,6 +77,24 @@ CELERY_QUEUE = """\
 from kombu import Queue
 
 task_queues = [Queue("orders.reward", queue_arguments={arguments})]
+"""
+WORKER_START = """\
+from celery.signals import worker_ready
+
+from app.cache import CACHE, start_consumer
+
+
+@worker_ready.connect
+def follow_cache_events(sender=None, **kwargs):
+    {body}
+"""
+PROBES = """\
+          readinessProbe:
+            httpGet: {{path: /health, port: 8000}}
+          livenessProbe:
+            httpGet:
+              path: {live}
+              port: 8000
 """
 
 
@@ -255,10 +275,20 @@ CASES: dict[str, Case] = {
         ("deploy/queue.yaml", 10),
         {"app/queues.py": CELERY_QUEUE.format(arguments='{"x-message-ttl": 60000}')},
     ),
-    "L12": Case(
+    "L12a": Case(
         {"app/cache.py": "CACHE = {}\n", "deploy/worker.yaml": deployment('["celery", "worker", "-P", "threads"]')},
         ("deploy/worker.yaml", 1),
         {"deploy/warmup.yaml": JOB.format(command=MODULE, first=CONFIG, second=SECRET)},
+    ),
+    "L12b": Case(
+        {"app/worker.py": WORKER_START.format(body="start_consumer(CACHE)")},
+        ("app/worker.py", 8),
+        {"app/worker.py": WORKER_START.format(body="start_consumer(CACHE)\n    CACHE.refresh()")},
+    ),
+    "L2c": Case(
+        {"deploy/api.yaml": deployment('["serve-api"]') + PROBES.format(live="/health")},
+        ("deploy/api.yaml", 20),
+        {"deploy/api.yaml": deployment('["serve-api"]') + PROBES.format(live="/livez")},
     ),
     "L17a": Case(
         {"deploy/warmup.yaml": JOB.format(command='["python", "-c", "import app; app.warm()"]',
@@ -421,3 +451,25 @@ def test_overlays_are_read_as_kustomize_builds_them(tmp_path):
         ("E002", "deploy/overlays/dev/kustomization.yaml"),
         ("L17b", "deploy/overlays/prod/kustomization.yaml"),
     ], found
+
+
+SEED = REPOSITORY / "tests/fixtures/seed-service"
+
+
+def test_the_seed_system_reports_every_lesson_it_violates_at_its_place():
+    """The write-ups' system rebuilt as it was before its fixes: `keel check` names each
+    violation VIOLATIONS.yaml lists (lesson, file, line) and nothing else."""
+    violations = yaml.safe_load((SEED / "VIOLATIONS.yaml").read_text())
+    expected = sorted(
+        (lesson, entry["file"], entry["line"])
+        for lesson, entries in violations.items()
+        for entry in entries
+    )
+    found = sorted((re.match(r"L\d+", f["code"])[0], f["path"], f["line"]) for f in findings(SEED))
+    assert found == expected
+    assert {lesson for lesson, _, _ in found} == {f"L{n}" for n in range(1, 18)}
+
+
+def test_the_seed_system_once_fixed_checks_clean():
+    result = keel_check(SEED.with_name("seed-service-fixed"))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,6 +1,6 @@
 """Kubernetes YAML, as plain files (with their lines) and as overlays the real kustomize
-builds: queue arguments against Celery's (L6b, L7), the cache warm-up Job (L12, L17), and the
-worker commands (L15, L16)."""
+builds: liveness apart from readiness (L2c), queue arguments against Celery's (L6b, L7), the
+cache warm-up Job (L12a, L17), and the worker commands (L15, L16)."""
 
 import ast
 import shlex
@@ -11,7 +11,7 @@ import yaml
 
 from ..findings import Finding, Tree, child, line_of, value
 from . import compose, rule
-from .python import call_name, modules
+from .python import call_name, modules, queue_name
 
 POST_SYNC = "PostSync"
 HOOK = "argocd.argoproj.io/hook"
@@ -59,14 +59,15 @@ def celery_queues(tree: Tree) -> dict[str, tuple[Path, ast.Call, dict | None]]:
         for node in ast.walk(module):
             if not (isinstance(node, ast.Call) and call_name(node) == "Queue"):
                 continue
-            if not (node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value):
+            name = queue_name(node)
+            if name is None:
                 continue
             arguments = next((k.value for k in node.keywords if k.arg == "queue_arguments"), None)
             try:
                 literal = ast.literal_eval(arguments) if arguments is not None else {}
             except ValueError:
                 literal = None
-            found[str(node.args[0].value)] = (path, node, literal)
+            found[name] = (path, node, literal)
     return found
 
 
@@ -126,15 +127,43 @@ def queue_arguments_agree(tree: Tree) -> Iterator[Finding]:
             differ = sorted(
                 key for key in celery.keys() | crd.keys() if celery.get(key) != crd.get(key)
             )
-            where = child(node, "spec", "arguments") or child(node, "spec")
+            where = child(node, "spec", "arguments")
+            keys = [key for key, _ in where.value] if isinstance(where, yaml.MappingNode) else []
+            where = next((key for key in keys if key.value in differ), where or node)
             yield Finding(
                 path,
                 line_of(where),
                 1,
                 "L7",
-                f"Queue {name}: {', '.join(differ)} differ from what Celery declares "
-                f"({tree.relative(declared[name][0])}:{declared[name][1].lineno})",
+                f"Queue {name}: arguments differ from what Celery declares "
+                f"({tree.relative(declared[name][0])}:{declared[name][1].lineno}): "
+                f"{', '.join(differ)}",
             )
+
+
+@rule(
+    "L2c",
+    "liveness probing what readiness probes",
+    prevents="every replica restarted at once when a database or the broker goes away: a "
+    "dependency outage is a readiness matter, never a reason to kill the process",
+    fix="probe liveness on its own endpoint that answers while the process serves; keep the "
+    "dependency checks in readiness",
+)
+def liveness_apart(tree: Tree) -> Iterator[Finding]:
+    for path, node in documents(tree):
+        for container in containers(node):
+            live = child(container, "livenessProbe", "httpGet")
+            ready = child(container, "readinessProbe", "httpGet")
+            if live is None or ready is None:
+                continue
+            if value(child(live, "path")) == value(child(ready, "path")):
+                yield Finding(
+                    path,
+                    line_of(child(live, "path") or live),
+                    1,
+                    "L2c",
+                    f"liveness probes {value(child(live, 'path'))}, the same path as readiness",
+                )
 
 
 # --- the warm-up Job ----------------------------------------------------------------------
@@ -148,10 +177,11 @@ def post_sync_jobs(tree: Tree):
 
 
 @rule(
-    "L12",
+    "L12a",
     "no cache warm-up after a deploy",
     prevents="workers restarted by a deploy serving from an empty in-memory cache",
-    fix="an ArgoCD PostSync Job that warms the caches (and each worker warming its own on start)",
+    fix="an ArgoCD PostSync Job that warms the caches (and each worker warming its own on "
+    "start, L12b)",
 )
 def caches_warmed(tree: Tree) -> Iterator[Finding]:
     if not any("cache" in path.stem for path in tree.python_files):
@@ -163,7 +193,7 @@ def caches_warmed(tree: Tree) -> Iterator[Finding]:
             path,
             line_of(node),
             1,
-            "L12",
+            "L12a",
             "the service keeps an in-process cache, but no PostSync Job warms it",
         )
 
@@ -185,8 +215,24 @@ def jobs_run_modules(tree: Tree) -> Iterator[Finding]:
                 or "python -c" in shell
                 or "python3 -c" in shell
             ):
-                where = child(container, "command") or child(container, "args") or container
-                yield Finding(path, line_of(where), 1, "L17a", "the Job runs inline `python -c`")
+                yield Finding(
+                    path,
+                    _line_naming(container, "python"),
+                    1,
+                    "L17a",
+                    "the Job runs inline `python -c`",
+                )
+
+
+def _line_naming(container, word: str) -> int:
+    """The line of the command or argument that names `word` (a block scalar's text starts
+    on the line after its indicator)."""
+    for key in ("command", "args"):
+        section = child(container, key)
+        for part in section.value if isinstance(section, yaml.SequenceNode) else ():
+            if isinstance(part, yaml.ScalarNode) and word in part.value:
+                return line_of(part) + (part.style in (">", "|"))
+    return line_of(child(container, "command") or container)
 
 
 @rule(
@@ -260,25 +306,21 @@ def split_queues(tree: Tree) -> Iterator[Finding]:
     for path, module in modules(tree):
         for node in ast.walk(module):
             routes = _task_routes(node)
-            if routes is None:
-                continue
-            by_queue: dict[str, set[str]] = {}
-            for task, target in routes.items():
-                queue = target.get("queue") if isinstance(target, dict) else target
-                by_queue.setdefault(str(queue), set()).add(str(task))
-            for queue, tasks in by_queue.items():
-                if any("match" in t for t in tasks) and any("reward" in t for t in tasks):
+            match_queues = {queue for task, queue, _ in routes if "match" in task}
+            for task, queue, key in routes:
+                if "reward" in task and queue in match_queues:
                     yield Finding(
                         tree.relative(path),
-                        node.lineno,
-                        node.col_offset + 1,
+                        key.lineno,
+                        key.col_offset + 1,
                         "L15",
-                        f"task_routes send match and reward tasks to {queue}",
+                        f"task_routes send {task} to {queue}, next to match tasks",
                     )
 
 
-def _task_routes(node: ast.AST) -> dict | None:
-    """The literal dict given to task_routes (a keyword, an assignment or a config key)."""
+def _task_routes(node: ast.AST) -> list[tuple[str, str, ast.expr]]:
+    """(task, queue, key node) of the literal dict given to task_routes (a keyword, an
+    assignment or a config key); entries that are not literals are left out."""
     if isinstance(node, ast.keyword) and node.arg == "task_routes":
         literal = node.value
     elif isinstance(node, ast.Assign) and any(
@@ -287,12 +329,18 @@ def _task_routes(node: ast.AST) -> dict | None:
     ):
         literal = node.value
     else:
-        return None
-    try:
-        routes = ast.literal_eval(literal)
-    except ValueError:
-        return None
-    return routes if isinstance(routes, dict) else None
+        return []
+    routes = []
+    for key, target in (
+        zip(literal.keys, literal.values, strict=True) if isinstance(literal, ast.Dict) else ()
+    ):
+        try:
+            task, route = ast.literal_eval(key), ast.literal_eval(target)
+        except ValueError:
+            continue
+        queue = route.get("queue") if isinstance(route, dict) else route
+        routes.append((str(task), str(queue), key))
+    return routes
 
 
 @rule(

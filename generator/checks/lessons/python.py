@@ -1,7 +1,8 @@
 """Python, read with the AST (never imported): health views, Celery configuration and
-tasks, settings, imports (L2, L5, L6a, L8, L9, L10, L11, L14, L15)."""
+tasks, settings, imports (L2, L5, L6a, L8, L9, L10, L11, L12b, L14, L15)."""
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -255,13 +256,14 @@ def fanout_per_consumer(tree: Tree) -> Iterator[Finding]:
         for node in ast.walk(module):
             if not (isinstance(node, ast.Call) and call_name(node) == "Queue"):
                 continue
-            exchange = next((k.value for k in node.keywords if k.arg == "exchange"), None)
+            exchange = _keyword(node, "exchange")
             if len(node.args) > 1:
                 exchange = node.args[1]
             bound_to_fanout = _is_fanout(exchange) or (
                 isinstance(exchange, ast.Name) and exchange.id in fanouts
             )
-            named = node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value
+            name = queue_name(node)
+            named = name is not None
             exclusive = any(
                 k.arg == "exclusive" and isinstance(k.value, ast.Constant) and k.value.value
                 for k in node.keywords
@@ -272,9 +274,20 @@ def fanout_per_consumer(tree: Tree) -> Iterator[Finding]:
                     path,
                     node,
                     "L11",
-                    f"queue {node.args[0].value!r} is the one queue of a fanout "
-                    "exchange; its consumers compete",
+                    f"queue {name!r} is the one queue of a fanout exchange; its consumers compete",
                 )
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def queue_name(call: ast.Call) -> str | None:
+    """The literal name of a `Queue(...)`, given first or as `name=`."""
+    name = call.args[0] if call.args else _keyword(call, "name")
+    if isinstance(name, ast.Constant) and name.value:
+        return str(name.value)
+    return None
 
 
 def _is_fanout(node) -> bool:
@@ -286,6 +299,65 @@ def _is_fanout(node) -> bool:
             for value in [*node.args[1:2], *(k.value for k in node.keywords if k.arg == "type")]
         )
     )
+
+
+# Signals a worker sends once at start, where a match worker warms its in-process cache.
+WORKER_START = {"worker_ready", "celeryd_after_setup", "celeryd_init", "worker_init"}
+WARMS = re.compile(r"load|refresh|warm|replace|prime|fill", re.I)
+
+
+@rule(
+    "L12b",
+    "a worker that follows cache events but never loads its cache",
+    prevents="a match worker restarted on its own (crash, eviction, scale-up) answering from "
+    "an empty cache until the next deploy's warm-up Job",
+    fix="on worker start, subscribe to the cache events first, then load the cache from the "
+    "database",
+)
+def workers_warm_their_cache(tree: Tree) -> Iterator[Finding]:
+    warmers = {
+        function.name
+        for _, module in modules(tree)
+        for function in functions(module)
+        if any(WARMS.search(call_name(call)) for call in _calls(function))
+    }
+    for path, module in modules(tree):
+        for function in functions(module):
+            if not _on_worker_start(function):
+                continue
+            calls = list(_calls(function))
+            names = [call_name(call) for call in calls]
+            follows = [
+                call for call, name in zip(calls, names, strict=True) if "consum" in name.lower()
+            ]
+            follows += [
+                call for call, name in zip(calls, names, strict=True) if name.startswith("start")
+            ]
+            warms = any(WARMS.search(name) or name in warmers for name in names)
+            if follows and not warms:
+                yield finding(
+                    tree,
+                    path,
+                    follows[0],
+                    "L12b",
+                    f"{function.name} follows the cache events but never loads the cache",
+                )
+
+
+def _calls(function) -> Iterator[ast.Call]:
+    return (node for node in ast.walk(function) if isinstance(node, ast.Call))
+
+
+def _on_worker_start(function) -> bool:
+    for decorator in function.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if not (isinstance(target, ast.Attribute) and target.attr == "connect"):
+            continue
+        signal = target.value
+        name = signal.attr if isinstance(signal, ast.Attribute) else getattr(signal, "id", "")
+        if name in WORKER_START:
+            return True
+    return False
 
 
 @rule(

@@ -123,8 +123,9 @@ def _imports_batches(tree: Tree, path: Path) -> bool:
     return "celery_batches" in (tree.text(path) or "")
 
 
-def _requirements(path: Path) -> str:
-    if not path.is_file():
+def _requirements(path: Path, seen: frozenset[Path] = frozenset()) -> str:
+    """What a requirements file or pyproject declares, nested `-r` files included."""
+    if not path.is_file() or path.resolve() in seen:
         return ""
     if path.name == "pyproject.toml":
         try:
@@ -132,4 +133,9 @@ def _requirements(path: Path) -> str:
         except tomllib.TOMLDecodeError:
             return ""
         return "\n".join(project.get("dependencies", []))
-    return path.read_text()
+    text = path.read_text()
+    nested = [
+        _requirements(path.parent / name, seen | {path.resolve()})
+        for name in REQUIREMENTS.findall(text)
+    ]
+    return "\n".join([text, *nested])
