@@ -24,6 +24,18 @@ VARIANTS = {name: matrix.answers(name) for name in matrix.SETS}
 NATIVE_SETS = {"fastapi": "defaults", "django": "django-quorum-arguments"}
 # CI runs one job per answer set (`keel matrix`), naming it here; unset, everything runs.
 ANSWER_SET = os.environ.get("KEEL_ANSWER_SET") or None
+# Files that record the template commit a service was rendered from. With uncommitted
+# changes in this checkout, copier renders from a throw-away commit, new on every render.
+RECORDS_TEMPLATE_COMMIT = (".copier-answers.yml", ".pre-commit-config.yaml")
+TEMPLATE_COMMIT = re.compile(rb"^(_commit:|    rev:) .*$", re.MULTILINE)
+
+
+def comparable(path: Path) -> bytes:
+    """A rendered file's bytes, with the template commit masked where the file records it."""
+    data = path.read_bytes()
+    if path.name in RECORDS_TEMPLATE_COMMIT:
+        return TEMPLATE_COMMIT.sub(rb"\1 <commit>", data)
+    return data
 
 
 def pytest_configure(config):

@@ -3,6 +3,7 @@ its fixed twin; every answer set Keel renders checks clean; output formats and e
 
 import json
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from textwrap import dedent
 
 import pytest
 import yaml
+from jinja2 import Template
 from jsonschema import Draft4Validator
 
 from generator.checks.lessons import RULES
@@ -86,7 +88,17 @@ from app.cache import CACHE, start_consumer
 
 @worker_ready.connect
 def follow_cache_events(sender=None, **kwargs):
-    {body}
+    start_consumer(CACHE)
+"""
+CACHE_START = """\
+import threading
+
+CACHE = {{}}
+
+
+def start_consumer(cache):
+    threading.Thread(target=print, daemon=True).start()
+    {then}
 """
 PROBES = """\
           readinessProbe:
@@ -281,9 +293,9 @@ CASES: dict[str, Case] = {
         {"deploy/warmup.yaml": JOB.format(command=MODULE, first=CONFIG, second=SECRET)},
     ),
     "L12b": Case(
-        {"app/worker.py": WORKER_START.format(body="start_consumer(CACHE)")},
+        {"app/worker.py": WORKER_START, "app/cache.py": CACHE_START.format(then="")},
         ("app/worker.py", 8),
-        {"app/worker.py": WORKER_START.format(body="start_consumer(CACHE)\n    CACHE.refresh()")},
+        {"app/cache.py": CACHE_START.format(then="cache.refresh()")},
     ),
     "L2c": Case(
         {"deploy/api.yaml": deployment('["serve-api"]') + PROBES.format(live="/health")},
@@ -470,6 +482,32 @@ def test_the_seed_system_reports_every_lesson_it_violates_at_its_place():
     assert {lesson for lesson, _, _ in found} == {f"L{n}" for n in range(1, 18)}
 
 
-def test_the_seed_system_once_fixed_checks_clean():
-    result = keel_check(SEED.with_name("seed-service-fixed"))
+def test_the_seed_system_once_fixed_checks_clean(tmp_path):
+    """seed-service-fixed/ holds the files the fixes change or add, laid over the seed."""
+    fixed = tmp_path / "seed-service-fixed"
+    shutil.copytree(SEED, fixed, ignore=shutil.ignore_patterns("VIOLATIONS.yaml"))
+    shutil.copytree(SEED.with_name("seed-service-fixed"), fixed, dirs_exist_ok=True)
+    result = keel_check(fixed)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "repo"),
+    [
+        ("gh:acme/keel", "https://github.com/acme/keel"),
+        ("gl:/acme/keel.git", "https://gitlab.com/acme/keel.git"),
+        ("git+https://git.example.com/keel.git", "https://git.example.com/keel.git"),
+        ("https://github.com/acme/keel.git", "https://github.com/acme/keel.git"),
+        ("/srv/keel", "/srv/keel"),
+    ],
+)
+def test_the_rendered_hook_names_keel_by_an_address_pre_commit_can_clone(source, repo):
+    """Copier records the template as it was given (`gh:` shortcuts included); the rendered
+    pre-commit configuration pins keel-check to that repository and commit."""
+    text = (REPOSITORY / "template/.pre-commit-config.yaml.jinja").read_text()
+    context = {
+        "_copier_answers": {"_src_path": source, "_commit": "v0.8.0"},
+        "_copier_conf": {"vcs_ref_hash": "3fa9" * 10},
+    }
+    keel = yaml.safe_load(Template(text).render(context))["repos"][0]
+    assert keel == {"repo": repo, "rev": "3fa9" * 10, "hooks": [{"id": "keel-check"}]}

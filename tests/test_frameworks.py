@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPOSITORY, render_variant
+from .conftest import REPOSITORY, comparable, render_variant
 
 ANSWERS = {"project_name": "Twin Shop", "domains": "[orders, billing]"}
 TABLE_ROW = re.compile(r"^\| `([^`]+)` \|", re.MULTILINE)
@@ -31,7 +31,7 @@ def pattern(path: str, package: str, domains: list[str]) -> str:
 
 def files(tree: Path) -> dict[str, bytes]:
     return {
-        str(path.relative_to(tree)): path.read_bytes()
+        str(path.relative_to(tree)): comparable(path)
         for path in tree.rglob("*")
         if path.is_file() and path.name != ".copier-answers.yml"
     }

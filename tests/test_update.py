@@ -28,6 +28,7 @@ from generator import render
 from generator import update as updating
 from generator.cli import app
 
+from . import workflows
 from .conftest import BIN, REPOSITORY, WORKFLOW, assert_replayed, replay_test_job, run
 
 pytestmark = [pytest.mark.services, pytest.mark.update]
@@ -608,18 +609,36 @@ def test_check_says_whether_a_newer_release_exists_and_update_takes_the_latest(t
     assert f"to {latest}" in result.output
 
 
-def test_rendered_pre_commit_hooks_reject_conflict_leftovers(template, tmp_path):
+def test_rendered_hooks_job_runs_keel_check_pinned_to_its_release_and_refuses_leftovers(
+    template, tmp_path
+):
+    """The service's CI `hooks` job, replayed: pre-commit installs keel-check from the Keel
+    commit the service was rendered from and passes; then an entrypoint without `exec`
+    (L3a), a conflict marker and a `.rej` file each fail the same hooks."""
     service = render_at(template, "HEAD", tmp_path / "service", **ANSWERS)
-    hooks = [BIN / "pre-commit", "run", "--all-files"]
-    environment = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-cache")}
-    assert run(*hooks, cwd=service, env=environment, check=False).returncode == 0
+    pinned = yaml.safe_load((service / ".pre-commit-config.yaml").read_text())["repos"][0]
+    head = git(template, "rev-parse", "HEAD").strip()
+    assert pinned == {"repo": str(template), "rev": head, "hooks": [{"id": "keel-check"}]}
 
+    environment = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-cache")}
+    stand_ins = {
+        "actions/checkout": workflows.checkout,
+        "actions/setup-python": workflows.layered_python(BIN.parent, tmp_path / "python"),
+    }
+    results = workflows.replay(service / WORKFLOW, "hooks", service, stand_ins, environment)
+    assert [step.returncode for step in results] == [0] * len(results), results[-1].output
+    assert re.search(r"keel check .*Passed", results[-1].output), results[-1].output
+
+    entrypoint = service / "docker/entrypoint.sh"
+    entrypoint.write_text(entrypoint.read_text().replace('exec "$@"', '"$@"'))
     readme = service / "README.md"
     readme.write_text(readme.read_text() + "<<<<<<< before updating\nmine\n=======\n")
     (service / "compose.yaml.rej").write_text("@@ a hunk copier could not apply\n")
     git(service, "add", "--all")
+    hooks = [BIN / "pre-commit", "run", "--all-files"]
     result = run(*hooks, cwd=service, env=environment, check=False)
     assert result.returncode == 1
+    assert "docker/entrypoint.sh" in result.stdout and " L3a " in result.stdout, result.stdout
     assert "no merge-conflict markers" in result.stdout and "README.md" in result.stdout
     assert "compose.yaml.rej" in result.stdout
 

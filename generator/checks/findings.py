@@ -7,7 +7,7 @@ stopped, never a traceback.
 """
 
 import ast
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +55,8 @@ class Tree:
         self.unreadable: list[Finding] = []
         self._python: dict[Path, ast.Module | None] = {}
         self._yaml: dict[Path, list[yaml.Node]] = {}
-        self._overlays: list[tuple[Path, list[yaml.Node]]] | None = None
+        self._overlays: Future | None = None
+        self._walked: dict[int, tuple[ast.AST, list[ast.AST]]] = {}
         self.unbuildable: list[Finding] = []
         self.files = sorted(self._walk(self.root))
 
@@ -151,14 +152,29 @@ class Tree:
             self._unreadable(path, line, column, f"YAML does not parse: {problem}")
             return []
 
+    def walk(self, node: ast.AST) -> list[ast.AST]:
+        """`ast.walk`, remembered: the rules walk the same modules and functions many times.
+        The entry holds the node, so its id cannot be reused while it is remembered."""
+        remembered = self._walked.get(id(node))
+        if remembered is None or remembered[0] is not node:
+            remembered = self._walked[id(node)] = (node, list(ast.walk(node)))
+        return remembered[1]
+
+    def start_overlays(self) -> None:
+        """Start building the overlays (kubectl processes) while the other rules run."""
+        if self._overlays is None:
+            self._overlays = ThreadPoolExecutor(max_workers=1).submit(self._build_overlays)
+
     def overlays(self) -> list[tuple[Path, list[yaml.Node]]]:
         """Every kustomization no other one builds on, as kustomize builds it (in parallel:
         each build is a kubectl process); one that does not build is finding E002."""
-        if self._overlays is None:
-            with ThreadPoolExecutor(max_workers=4) as pool:
-                built = list(pool.map(self._build, self._top_kustomizations()))
-            self._overlays = [overlay for overlay in built if overlay is not None]
-        return self._overlays
+        self.start_overlays()
+        return self._overlays.result()
+
+    def _build_overlays(self) -> list[tuple[Path, list[yaml.Node]]]:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            built = list(pool.map(self._build, self._top_kustomizations()))
+        return [overlay for overlay in built if overlay is not None]
 
     def _top_kustomizations(self) -> list[Path]:
         files = [path for path in self.files if path.name in KUSTOMIZATION_FILES]

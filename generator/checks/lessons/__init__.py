@@ -50,6 +50,7 @@ def selected(codes: Iterable[str], select: list[str], ignore: list[str]) -> list
 
 def run(tree: Tree, codes: Iterable[str]) -> list[Finding]:
     found = set()
+    tree.start_overlays()
     for code in codes:
         found.update(RULES[code].check(tree))
     found |= set(tree.unreadable) | set(tree.unbuildable)

@@ -56,7 +56,7 @@ def celery_queues(tree: Tree) -> dict[str, tuple[Path, ast.Call, dict | None]]:
     """Queue name -> (file, Queue(...) call, its literal queue_arguments or None)."""
     found = {}
     for path, module in modules(tree):
-        for node in ast.walk(module):
+        for node in tree.walk(module):
             if not (isinstance(node, ast.Call) and call_name(node) == "Queue"):
                 continue
             name = queue_name(node)
@@ -304,7 +304,7 @@ def split_queues(tree: Tree) -> Iterator[Finding]:
         if any("match" in q for q in queues) and any("reward" in q or "batch" in q for q in queues):
             yield Finding(path, line, 1, "L15", "one worker consumes both match and reward queues")
     for path, module in modules(tree):
-        for node in ast.walk(module):
+        for node in tree.walk(module):
             routes = _task_routes(node)
             match_queues = {queue for task, queue, _ in routes if "match" in task}
             for task, queue, key in routes:

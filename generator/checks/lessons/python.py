@@ -33,8 +33,8 @@ def modules(tree: Tree) -> Iterator[tuple[Path, ast.Module]]:
             yield path, module
 
 
-def functions(module: ast.Module) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
-    for node in ast.walk(module):
+def functions(tree: Tree, module: ast.Module) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
+    for node in tree.walk(module):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             yield node
 
@@ -79,10 +79,10 @@ def finding(tree: Tree, path: Path, node: ast.AST, code: str, message: str) -> F
 )
 def errors_not_echoed(tree: Tree) -> Iterator[Finding]:
     for path, module in modules(tree):
-        for function in functions(module):
+        for function in functions(tree, module):
             if not is_route(function):
                 continue
-            for handler in ast.walk(function):
+            for handler in tree.walk(function):
                 if not (isinstance(handler, ast.ExceptHandler) and handler.name):
                     continue
                 for node in ast.walk(handler):
@@ -122,10 +122,10 @@ def _echoes(node: ast.AST, name: str) -> bool:
 )
 def readiness_checks_migrations(tree: Tree) -> Iterator[Finding]:
     for path, module in modules(tree):
-        for function in functions(module):
+        for function in functions(tree, module):
             if not is_route(function):
                 continue
-            calls = [node for node in ast.walk(function) if isinstance(node, ast.Call)]
+            calls = [node for node in tree.walk(function) if isinstance(node, ast.Call)]
             names = {call_name(call) for call in calls}
             if "ensure_connection" in names and not any(map(_checks_schema, names)):
                 call = next(call for call in calls if call_name(call) == "ensure_connection")
@@ -147,10 +147,10 @@ def _checks_schema(name: str) -> bool:
 )
 def no_inspect_in_requests(tree: Tree) -> Iterator[Finding]:
     for path, module in modules(tree):
-        for function in functions(module):
+        for function in functions(tree, module):
             if not is_route(function):
                 continue
-            for node in ast.walk(function):
+            for node in tree.walk(function):
                 if (
                     isinstance(node, ast.Call)
                     and call_name(node) == "inspect"
@@ -179,7 +179,7 @@ def _has_timeout(call: ast.Call) -> bool:
 )
 def no_global_qos_option(tree: Tree) -> Iterator[Finding]:
     for path, module in modules(tree):
-        for node in ast.walk(module):
+        for node in tree.walk(module):
             if isinstance(node, ast.Dict):
                 for key in node.keys:
                     if isinstance(key, ast.Constant) and key.value == "global_qos":
@@ -202,19 +202,19 @@ def no_global_qos_option(tree: Tree) -> Iterator[Finding]:
 )
 def no_wait_in_tasks(tree: Tree) -> Iterator[Finding]:
     for path, module in modules(tree):
-        for function in functions(module):
+        for function in functions(tree, module):
             if not is_task(function):
                 continue
             pending = {
                 target.id
-                for node in ast.walk(function)
+                for node in tree.walk(function)
                 if isinstance(node, ast.Assign)
                 and isinstance(node.value, ast.Call)
                 and call_name(node.value) in ASYNC_RESULT_CALLS
                 for target in node.targets
                 if isinstance(target, ast.Name)
             }
-            for node in ast.walk(function):
+            for node in tree.walk(function):
                 if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                     continue
                 if node.func.attr != "get" or any(
@@ -248,12 +248,12 @@ def fanout_per_consumer(tree: Tree) -> Iterator[Finding]:
     for path, module in modules(tree):
         fanouts = {
             target.id
-            for node in ast.walk(module)
+            for node in tree.walk(module)
             if isinstance(node, ast.Assign) and _is_fanout(node.value)
             for target in node.targets
             if isinstance(target, ast.Name)
         }
-        for node in ast.walk(module):
+        for node in tree.walk(module):
             if not (isinstance(node, ast.Call) and call_name(node) == "Queue"):
                 continue
             exchange = _keyword(node, "exchange")
@@ -318,14 +318,14 @@ def workers_warm_their_cache(tree: Tree) -> Iterator[Finding]:
     warmers = {
         function.name
         for _, module in modules(tree)
-        for function in functions(module)
-        if any(WARMS.search(call_name(call)) for call in _calls(function))
+        for function in functions(tree, module)
+        if any(WARMS.search(call_name(call)) for call in _calls(tree, function))
     }
     for path, module in modules(tree):
-        for function in functions(module):
+        for function in functions(tree, module):
             if not _on_worker_start(function):
                 continue
-            calls = list(_calls(function))
+            calls = list(_calls(tree, function))
             names = [call_name(call) for call in calls]
             follows = [
                 call for call, name in zip(calls, names, strict=True) if "consum" in name.lower()
@@ -344,8 +344,8 @@ def workers_warm_their_cache(tree: Tree) -> Iterator[Finding]:
                 )
 
 
-def _calls(function) -> Iterator[ast.Call]:
-    return (node for node in ast.walk(function) if isinstance(node, ast.Call))
+def _calls(tree, function) -> Iterator[ast.Call]:
+    return (node for node in tree.walk(function) if isinstance(node, ast.Call))
 
 
 def _on_worker_start(function) -> bool:
@@ -369,7 +369,7 @@ def _on_worker_start(function) -> bool:
 )
 def no_generic_database_url(tree: Tree) -> Iterator[Finding]:
     for path, module in modules(tree):
-        for node in ast.walk(module):
+        for node in tree.walk(module):
             if _reads_generic_url(node):
                 yield finding(
                     tree,
@@ -405,9 +405,9 @@ def _reads_generic_url(node: ast.AST) -> bool:
     "boundary with import-linter",
 )
 def tasks_stay_off_the_web(tree: Tree) -> Iterator[Finding]:
-    web = {path for path, module in modules(tree) if _imports_web(module)}
+    web = {path for path, module in modules(tree) if _imports_web(tree, module)}
     for path, module in modules(tree):
-        if path in web or not any(is_task(function) for function in functions(module)):
+        if path in web or not any(is_task(function) for function in functions(tree, module)):
             continue
         for node in module.body:
             for target in _local_imports(tree, path, node):
@@ -429,13 +429,13 @@ def tasks_stay_off_the_web(tree: Tree) -> Iterator[Finding]:
     fix="keep `__init__.py` free of imports; import what you need from its module",
 )
 def no_reexports(tree: Tree) -> Iterator[Finding]:
-    web = {path for path, module in modules(tree) if _imports_web(module)}
+    web = {path for path, module in modules(tree) if _imports_web(tree, module)}
     for path, module in modules(tree):
         if path.name != "__init__.py":
             continue
         for node in module.body:
             targets = _local_imports(tree, path, node)
-            if _imports_web(ast.Module([node], [])) or any(target in web for target in targets):
+            if _imports_web(tree, node) or any(target in web for target in targets):
                 yield finding(
                     tree,
                     path,
@@ -445,8 +445,8 @@ def no_reexports(tree: Tree) -> Iterator[Finding]:
                 )
 
 
-def _imports_web(module: ast.Module) -> bool:
-    for node in ast.walk(module):
+def _imports_web(tree: Tree, module: ast.AST) -> bool:
+    for node in tree.walk(module):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and not node.level:
