@@ -64,7 +64,10 @@ def new(
     data: Answers = None,
     template: Annotated[
         str | None,
-        typer.Option(help="Path or URL of the Keel template (default: this installation's)."),
+        typer.Option(
+            help="Path or URL of the Keel template (default: $KEEL_TEMPLATE, else the checkout "
+            "Keel runs from, else Keel's repository at the installed version's tag)."
+        ),
     ] = None,
     vcs_ref: Annotated[
         str | None, typer.Option(help="Template git ref (tag, branch, commit) to render.")

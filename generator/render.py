@@ -1,14 +1,18 @@
 """Copier calls behind `keel new`: where the template is and how answers reach copier."""
 
+import os
 import shutil
 from dataclasses import dataclass
+from importlib.metadata import metadata, version
 from pathlib import Path
 
 import copier
 from copier.errors import CopierError
 
-# The repository this package was installed from (editable install or a clone).
+# A checkout next to the package: an editable install, or a clone Keel runs from.
 REPOSITORY = Path(__file__).resolve().parent.parent
+# Names the environment variable that overrides where `keel new` renders from.
+TEMPLATE_VARIABLE = "KEEL_TEMPLATE"
 
 
 class RenderError(Exception):
@@ -21,13 +25,36 @@ class Rendered:
     files: int
 
 
-def default_template() -> str:
-    if not (REPOSITORY / "copier.yml").is_file():
-        raise RenderError(
-            f"no Keel template next to this installation ({REPOSITORY}); "
-            "pass --template with the path or URL of the Keel repository"
-        )
-    return str(REPOSITORY)
+def source(template: str | None, vcs_ref: str | None) -> tuple[str, str | None]:
+    """Where to render from, and at which ref.
+
+    `--template`, else $KEEL_TEMPLATE, else the checkout this package runs from, else Keel's
+    repository as the package records it. An installed wheel has no checkout next to it: it
+    renders its own release, the tag of its version, unless `--vcs-ref` names another.
+    """
+    checkout = (REPOSITORY / "copier.yml").is_file()
+    chosen = template or os.environ.get(TEMPLATE_VARIABLE) or None
+    if chosen:
+        location = absolute_template(chosen)
+    elif checkout:
+        location = str(REPOSITORY)
+    else:
+        location = recorded_repository()
+    if vcs_ref is None and not checkout:
+        vcs_ref = f"v{version('keel')}"
+    return location, vcs_ref
+
+
+def recorded_repository() -> str:
+    """Keel's repository URL, from the package's metadata (`[project.urls] Repository`)."""
+    for entry in metadata("keel").get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() == "repository":
+            return url.strip()
+    raise RenderError(
+        "this Keel installation records no repository URL; pass --template with the path or "
+        f"URL of the Keel repository (or set {TEMPLATE_VARIABLE})"
+    )
 
 
 def absolute_template(template: str) -> str:
@@ -35,7 +62,8 @@ def absolute_template(template: str) -> str:
     if "://" in template or template.startswith("git@"):
         return template
     path = Path(template).expanduser().resolve()
-    if not (path / "copier.yml").is_file():
+    bare_clone = (path / "HEAD").is_file() and (path / "objects").is_dir()
+    if not (path / "copier.yml").is_file() and not bare_clone:
         raise RenderError(f"{template} is not a Keel template: it has no copier.yml")
     return str(path)
 
@@ -68,10 +96,10 @@ def new(
             f"{destination} is not empty; choose a new directory, or pass --force to render "
             "into it (files the template also renders are overwritten)"
         )
-    source = absolute_template(template) if template else default_template()
+    location, vcs_ref = source(template, vcs_ref)
     try:
         copier.run_copy(
-            source,
+            location,
             destination,
             data=data or {},
             defaults=defaults,

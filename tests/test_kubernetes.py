@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -63,6 +64,29 @@ def test_the_argocd_application_is_valid_and_points_at_an_overlay(tree):
             kustomization = yaml.safe_load(overlays.kustomization_file(overlay).read_text())
             # Argo CD's destination and the overlay agree on where the workloads live.
             assert application["spec"]["destination"]["namespace"] == kustomization["namespace"]
+
+
+@pytest.mark.parametrize(("overlay", "replicas"), [("dev", 1), ("prod", 3)])
+def test_each_overlay_runs_the_rabbitmq_cluster_every_topology_cr_is_declared_on(
+    rendered, overlay, replicas
+):
+    documents = build(rendered["defaults"] / "deploy" / "overlays" / overlay)
+    clusters = [d for d in documents if d["kind"] == "RabbitmqCluster"]
+    assert [c["spec"]["replicas"] for c in clusters] == [replicas]
+    cluster = clusters[0]["metadata"]
+    topology = [
+        d for d in documents if d["apiVersion"].startswith("rabbitmq.com/") and d not in clusters
+    ]
+    assert {d["kind"] for d in topology} == {"Exchange", "Queue", "Binding", "Policy"}
+    for document in topology:
+        reference = document["spec"]["rabbitmqClusterReference"]
+        namespace = reference.get("namespace", document["metadata"]["namespace"])
+        assert (reference["name"], namespace) == (cluster["name"], cluster["namespace"])
+    secrets = [
+        d for d in documents if d["kind"] == "Secret" and "BROKER_URL" in d.get("stringData", {})
+    ]
+    for url in (secrets[0]["stringData"][key] for key in ("BROKER_URL", "RABBITMQ_MANAGEMENT_URL")):
+        assert urlsplit(url).hostname == cluster["name"], url
 
 
 # --- each rule fails on a broken copy of the default service --------------------------------
@@ -425,6 +449,13 @@ SCHEMA_BREAKS = {
         lambda d: container(d).update(imagePullPolicy="Always", imagePulPolicy="Always"),
         "'imagePulPolicy' was unexpected",
     ),
+    "rabbitmq-cluster-replicas": (
+        "base/rabbitmq-cluster.yaml",
+        "RabbitmqCluster",
+        "rabbitmq",
+        lambda d: d["spec"]["persistence"].update(storageClass="fast"),
+        "'storageClass' was unexpected",
+    ),
     "config-map-number": (
         *ORDERS_CONFIG,
         lambda d: d["data"].update(POOL_SIZE=5),
@@ -447,17 +478,17 @@ def test_the_validator_catches_schema_mistakes(service, relative, kind, name, ch
 
 def test_unknown_kinds_and_incomplete_applications_are_errors():
     widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
-    cluster = {"apiVersion": "rabbitmq.com/v1beta1", "kind": "RabbitmqCluster", "metadata": {}}
+    shovel = {"apiVersion": "rabbitmq.com/v1beta1", "kind": "Shovel", "metadata": {}}
     application = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
         "metadata": {"name": "a"},
         "spec": {"source": {"path": "deploy/overlays/dev"}},
     }
-    found = validate([widget, cluster, application])
+    found = validate([widget, shovel, application])
     assert found == [
         "schema Widget/w: unknown kind Widget in example.com/v1: no schema to validate it against",
-        "schema RabbitmqCluster/None: unknown kind RabbitmqCluster in rabbitmq.com/v1beta1: "
+        "schema Shovel/None: unknown kind Shovel in rabbitmq.com/v1beta1: "
         "no schema to validate it against",
         "schema Application/a: spec.destination is missing",
     ]
@@ -481,14 +512,19 @@ def schema_nodes(schema: dict):
         yield from schema_nodes(schema["items"])
 
 
-@pytest.mark.parametrize("kind", ["exchange", "queue", "binding", "policy"])
+@pytest.mark.parametrize("kind", ["exchange", "queue", "binding", "policy", "rabbitmqcluster"])
 def test_the_committed_crd_copies_are_strict_and_description_free(kind):
     schema = json.loads((kubernetes.RABBITMQ_SCHEMAS / f"{kind}.json").read_text())
     for node in schema_nodes(schema):
         assert "description" not in node
         if "properties" in node and node is not schema["properties"]["metadata"]:
-            assert node["additionalProperties"] is False
+            assert node.get("additionalProperties") is False or node.get(
+                "x-kubernetes-preserve-unknown-fields"
+            )
     assert schema["properties"]["metadata"] == {"type": "object"}
+    if kind == "rabbitmqcluster":
+        assert schema["properties"]["spec"]["properties"]["replicas"]["type"] == "integer"
+        return
     assert schema["properties"]["spec"]["properties"][
         "arguments" if kind != "policy" else "definition"
     ] == {

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -663,3 +664,47 @@ def test_keel_update_lists_only_what_keel_check_finds_new(template, tmp_path):
     listed = [line.strip() for line in result.stderr.splitlines() if line.startswith("  ")]
     assert len(listed) == 1 and listed[0].startswith(f"{WAIT}:"), result.stderr
     assert " L14 " in listed[0]
+
+
+def test_an_installed_wheel_renders_its_own_release_and_updates_to_a_later_one(template, tmp_path):
+    """`keel` as a tool: a wheel (no checkout next to it) installed into a fresh virtualenv
+    renders from Keel's repository at the tag of its own version, even when a later release
+    exists; a local bare clone stands in for the repository URL (KEEL_TEMPLATE). `keel
+    update` then takes the service to the later release."""
+    wheels, tool = tmp_path / "wheels", tmp_path / "tool"
+    run(BIN / "python", "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, template)
+    run(sys.executable, "-m", "venv", tool)
+    run(tool / "bin/python", "-m", "pip", "install", "--quiet", *wheels.glob("keel-*.whl"))
+    version = "v" + tomllib.loads((template / "pyproject.toml").read_text())["project"]["version"]
+
+    # The repository as published: this version's tag, and a later release on top of it.
+    work = tmp_path / "keel"
+    git(tmp_path, "clone", "--quiet", str(template), str(work))
+    git(work, "checkout", "--quiet", version)
+    readme = work / "template/README.md.jinja"
+    readme.write_text(readme.read_text() + "\nFrom the later release.\n")
+    git(work, "commit", "--quiet", "--all", "-m", "release: v99.0.0")
+    git(work, "tag", "v99.0.0")
+    bare = tmp_path / "keel.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(work), str(bare))
+
+    keel = tool / "bin/keel"
+    unset = {key: value for key, value in os.environ.items() if key != "KEEL_TEMPLATE"}
+    show = "from generator import render; print(render.source(None, None))"
+    recorded = run(tool / "bin/python", "-c", show, cwd=tmp_path, env=unset)
+    assert recorded.stdout.strip() == str(("https://github.com/keel-templates/keel", version))
+    environment = {**os.environ, "KEEL_TEMPLATE": bare.as_uri()}
+    service = tmp_path / "service"
+    name = "project_name=Tool Shop"
+    run(keel, "new", service, "--defaults", "-d", name, cwd=tmp_path, env=environment)
+    answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
+    assert (answers["_commit"], answers["_src_path"]) == (version, bare.as_uri())
+    assert "From the later release." not in (service / "README.md").read_text()
+
+    git(service, "init", "--quiet")
+    git(service, "add", "--all")
+    git(service, "commit", "--quiet", "-m", "Start")
+    updated = run(keel, "update", service, cwd=tmp_path, env=environment, check=False)
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"] == "v99.0.0"
+    assert "From the later release." in (service / "README.md").read_text()
