@@ -89,6 +89,33 @@ def test_each_overlay_runs_the_rabbitmq_cluster_every_topology_cr_is_declared_on
         assert urlsplit(url).hostname == cluster["name"], url
 
 
+@pytest.mark.parametrize(("overlay", "floor"), [("dev", 1), ("prod", 2)])
+def test_the_api_and_every_match_worker_have_a_disruption_budget_and_a_floor(tree, overlay, floor):
+    """Pods answering calls someone waits on go down one at a time in a drain; prod runs at
+    least two of each, so one always answers."""
+    documents = build(tree / "deploy" / "overlays" / overlay)
+    budgets = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
+    answering = [
+        d
+        for d in documents
+        if d["kind"] == "Deployment"
+        and (
+            d["metadata"]["labels"].get("app.kubernetes.io/component") == "api"
+            or "match" in d["metadata"]["labels"].get("keel.dev/queue-kinds", "")
+        )
+    ]
+    assert len(answering) == 1 + len(answers(tree)["domains"])
+    for deployment in answering:
+        pods = deployment["spec"]["template"]["metadata"]["labels"]
+        covering = [
+            budget
+            for budget in budgets
+            if budget["spec"]["selector"]["matchLabels"].items() <= pods.items()
+        ]
+        assert [b["spec"].get("maxUnavailable") for b in covering] == [1], deployment["metadata"]
+        assert deployment["spec"]["replicas"] >= floor, deployment["metadata"]["name"]
+
+
 # --- each rule fails on a broken copy of the default service --------------------------------
 
 

@@ -1,11 +1,11 @@
 """``generate-manifests``: the Kubernetes files that topology.yaml decides.
 
 Writes ``deploy/base/generated/``: the RabbitMQ Messaging Topology Operator CRs
-(Exchange, Queue, Binding, Policy), one worker Deployment per topology worker and one
-PostSync cache-warmup Job per domain. The CRs are built from the same broker objects that
-``declare-topology`` declares and that Celery's queues come from, so the operator and
-Celery cannot disagree. ``--check`` writes nothing and fails when the committed files
-differ from what the topology gives now.
+(Exchange, Queue, Binding, Policy), one worker Deployment per topology worker, a
+PodDisruptionBudget per match worker and one PostSync cache-warmup Job per domain. The CRs
+are built from the same broker objects that ``declare-topology`` declares and that Celery's
+queues come from, so the operator and Celery cannot disagree. ``--check`` writes nothing
+and fails when the committed files differ from what the topology gives now.
 
 Run it from the service's root directory (where ``pyproject.toml`` is), or name that
 directory with ``--root``; it reads ``src/<package>/topology.yaml`` there.
@@ -184,6 +184,21 @@ def worker_deployment(slug: str, topology: Topology, worker: Worker) -> dict:
     }
 
 
+def disruption_budget(slug: str, worker: Worker) -> dict:
+    """A match worker answers calls someone waits on: a node drain takes its pods one at a
+    time, so with two replicas (prod) one always answers."""
+    selector = {"app.kubernetes.io/name": slug, "keel.dev/worker": worker.name}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": dns_name(slug, worker.name, "worker"),
+            "labels": labels(slug, "worker"),
+        },
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+    }
+
+
 def warmup_job(slug: str, topology: Topology, domain: str) -> dict:
     module = f"{PACKAGE}.{domain}.jobs.warmup_cache"
     args = ["python", "-m", module]
@@ -233,9 +248,15 @@ def manifests(slug: str, topology: Topology) -> dict[str, str]:
     """File name (under deploy/base/generated/) -> content."""
     workers = [worker_deployment(slug, topology, w) for w in topology.workers.values()]
     jobs = [warmup_job(slug, topology, domain) for domain in topology.domains]
+    budgets = [
+        disruption_budget(slug, worker)
+        for worker in topology.workers.values()
+        if any(queue.kind == "match" for queue in topology.worker_queues(worker.name))
+    ]
     files = {
         "rabbitmq.yaml": dump(rabbitmq_resources(slug, topology)),
         "workers.yaml": dump(workers),
+        "disruption-budgets.yaml": dump(budgets),
         "warmup-jobs.yaml": dump(jobs),
     }
     kustomization = {
@@ -265,7 +286,8 @@ def stale_files(root: Path, expected: dict[str, str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="generate-manifests",
-        description=f"Write {GENERATED}/ (RabbitMQ CRs, worker Deployments, warmup Jobs) "
+        description=f"Write {GENERATED}/ (RabbitMQ CRs, worker Deployments and disruption "
+        "budgets, warmup Jobs) "
         "from topology.yaml.",
     )
     parser.add_argument(
