@@ -30,6 +30,18 @@ RECORDS_TEMPLATE_COMMIT = (".copier-answers.yml", ".pre-commit-config.yaml")
 TEMPLATE_COMMIT = re.compile(rb"^(_commit:|    rev:) .*$", re.MULTILINE)
 
 
+def native_run_artifacts(tree: Path) -> list[str]:
+    """What running a service natively (its README's block) leaves in it: tests that
+    read the rendered files skip these, whichever test installed it first."""
+    places = [*tree.iterdir(), *(tree / "src").iterdir()]
+    return [
+        path.name
+        for path in places
+        if path.name in (".venv", "native-run.log", ".pytest_cache", ".ruff_cache")
+        or path.name.endswith(".egg-info")
+    ]
+
+
 def comparable(path: Path) -> bytes:
     """A rendered file's bytes, with the template commit masked where the file records it."""
     data = path.read_bytes()
