@@ -199,7 +199,6 @@ def check(
     from .checks.findings import Tree
     from .checks.overlays import KubectlMissing
 
-    chosen = []
     for option, given in (("--select", select), ("--ignore", ignore)):
         for code in _codes(given):
             if not any(known.startswith(code) for known in lessons.RULES):

@@ -7,13 +7,14 @@ file follows the rules.
 from collections.abc import Iterator
 
 INFRASTRUCTURE_IMAGES = ("postgres", "rabbitmq", "redis", "mariadb", "mysql")
-HTTP_PROBES = ("curl", "wget", "http://", "https://", "check-ready", "/health")
+HTTP_PROBES = ("curl", "wget", "http://", "https://", "check-ready", "/health", ":8000")
 ONE_SHOT = "service_completed_successfully"
 
 
-def _command(service: dict) -> list[str]:
-    command = service.get("command") or []
-    return command.split() if isinstance(command, str) else [str(part) for part in command]
+def command(service: dict) -> list[str]:
+    """The service's command (or, without one, its entrypoint) as words."""
+    given = service.get("command") or service.get("entrypoint") or []
+    return given.split() if isinstance(given, str) else [str(part) for part in given]
 
 
 def _image_name(service: dict) -> str:
@@ -25,11 +26,11 @@ def is_infrastructure(service: dict) -> bool:
 
 
 def is_worker(service: dict) -> bool:
-    command = _command(service)
-    return bool(command) and (command[0] == "worker" or "celery" in command[0])
+    words = command(service)
+    return bool(words) and (words[0] == "worker" or ("celery" in words and "worker" in words))
 
 
-def _healthcheck_test(service: dict) -> str:
+def healthcheck_test(service: dict) -> str:
     check = service.get("healthcheck") or {}
     if check.get("disable"):
         return ""
@@ -61,9 +62,9 @@ def _service_problems(service: dict, services: dict) -> Iterator[str]:
                 f"depends_on {dependency} has condition {condition!r}; use service_healthy "
                 f"(or {ONE_SHOT} for a one-shot service)"
             )
-        elif condition == "service_healthy" and not _healthcheck_test(services.get(dependency, {})):
+        elif condition == "service_healthy" and not healthcheck_test(services.get(dependency, {})):
             yield f"depends_on {dependency} being healthy, but {dependency} has no healthcheck"
-    test = _healthcheck_test(service)
+    test = healthcheck_test(service)
     if is_infrastructure(service) and not test:
         yield "database/broker service without a healthcheck"
     if is_worker(service):

@@ -2,11 +2,9 @@
 
 from collections.abc import Iterator
 
+from .. import compose as shared
 from ..findings import Finding, Tree, child, items, line_of, value
 from . import rule
-
-HTTP_PROBES = ("curl", "wget", "http://", "https://", ":8000", "/health")
-INFRASTRUCTURE = ("postgres", "rabbitmq", "redis", "mariadb", "mysql")
 
 
 def services(tree: Tree):
@@ -17,15 +15,7 @@ def services(tree: Tree):
 
 
 def command_text(service) -> str:
-    command = value(child(service, "command")) or value(child(service, "entrypoint")) or ""
-    return " ".join(map(str, command)) if isinstance(command, list) else str(command)
-
-
-def is_worker(service) -> bool:
-    command = command_text(service).split()
-    return bool(command) and (
-        command[0] == "worker" or ("celery" in command and "worker" in command)
-    )
+    return " ".join(shared.command(value(service) or {}))
 
 
 @rule(
@@ -82,9 +72,9 @@ def conditionless_depends_on(tree: Tree) -> Iterator[Finding]:
 )
 def infrastructure_healthcheck(tree: Tree) -> Iterator[Finding]:
     for path, name, service in services(tree):
-        image = str(value(child(service, "image")) or "").rsplit("/", 1)[-1]
-        check = value(child(service, "healthcheck")) or {}
-        if image.startswith(INFRASTRUCTURE) and (not check.get("test") or check.get("disable")):
+        spec = value(service) or {}
+        if shared.is_infrastructure(spec) and not shared.healthcheck_test(spec):
+            image = str(spec.get("image", "")).rsplit("/", 1)[-1]
             yield Finding(path, line_of(service), 1, "L1c", f"{name}: {image} has no healthcheck")
 
 
@@ -98,10 +88,10 @@ def infrastructure_healthcheck(tree: Tree) -> Iterator[Finding]:
 )
 def worker_http_healthcheck(tree: Tree) -> Iterator[Finding]:
     for path, name, service in services(tree):
+        spec = value(service) or {}
         check = child(service, "healthcheck", "test")
-        test = value(check)
-        text = " ".join(map(str, test)) if isinstance(test, list) else str(test or "")
-        if is_worker(service) and any(probe in text for probe in HTTP_PROBES):
+        test = shared.healthcheck_test(spec)
+        if shared.is_worker(spec) and any(probe in test for probe in shared.HTTP_PROBES):
             yield Finding(
                 path, line_of(check), 1, "L4", f"{name}: a worker probed over HTTP; it serves none"
             )
