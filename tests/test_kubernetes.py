@@ -55,6 +55,21 @@ def test_every_overlay_follows_keels_rules(tree):
     assert problems(tree) == []
 
 
+MANIFEST_TEMPLATES = REPOSITORY / "template" / "src" / "{{package_name}}" / "manifest_templates"
+
+
+def test_copier_renders_each_manifest_template_the_service_renders_and_nothing_else(tree):
+    """deploy/base/generated/ has one definition, the service's manifest_templates/: copier
+    renders every one of them at copy time, generate-manifests every one afterwards."""
+    templates = {path.name.removesuffix(".j2") for path in MANIFEST_TEMPLATES.glob("*.yaml.j2")}
+    listed = yaml.safe_load((REPOSITORY / "copier.yml").read_text())["generated_manifests"]
+    assert sorted(listed["default"]) == sorted(templates)
+    generated = tree / "deploy" / "base" / "generated"
+    assert {path.name for path in generated.iterdir()} == templates
+    shipped = next((tree / "src").glob("*/manifest_templates"))
+    assert {path.name.removesuffix(".j2") for path in shipped.glob("*.yaml.j2")} == templates
+
+
 def test_the_argocd_application_is_valid_and_points_at_an_overlay(tree):
     for path in sorted((tree / "deploy" / "argocd").glob("*.yaml")):
         for application in load(path):
@@ -116,6 +131,56 @@ def test_the_api_and_every_match_worker_have_a_disruption_budget_and_a_floor(tre
         assert deployment["spec"]["replicas"] >= floor, deployment["metadata"]["name"]
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_reward_workers_autoscale_on_their_own_queue_with_the_broker_url_from_the_secret(
+    tree, overlay
+):
+    documents = build(tree / "deploy" / "overlays" / overlay)
+
+    def named(kind: str) -> dict[str, dict]:
+        return {d["metadata"]["name"]: d for d in documents if d["kind"] == kind}
+
+    autoscalers, secrets = named("ScaledObject"), named("Secret")
+    authentications = named("TriggerAuthentication")
+    topology = yaml.safe_load(next((tree / "src").glob("*/topology.yaml")).read_text())
+    reward_workers = 0
+    for domain, spec in topology["domains"].items():
+        for key, queue in spec["queues"].items():
+            (deployment,) = [
+                d
+                for d in documents
+                if d["kind"] == "Deployment"
+                and d["metadata"]["labels"].get("keel.dev/worker") == queue["worker"]
+            ]
+            name = deployment["metadata"]["name"]
+            if queue["kind"] != "reward":
+                assert name not in autoscalers and "replicas" in deployment["spec"]
+                continue
+            reward_workers += 1
+            # KEDA owns the replica count: neither the base nor the overlay sets one.
+            assert "replicas" not in deployment["spec"], name
+            autoscaler = autoscalers[name]["spec"]
+            assert autoscaler["scaleTargetRef"] == {"name": name}
+            limits = spec["workers"][queue["worker"]]["autoscale"]
+            assert (autoscaler["minReplicaCount"], autoscaler["maxReplicaCount"]) == (
+                limits["min"],
+                limits["max"],
+            )
+            (trigger,) = autoscaler["triggers"]
+            assert trigger["type"] == "rabbitmq"
+            assert trigger["metadata"] == {
+                "protocol": "amqp",
+                "mode": "QueueLength",
+                "value": str(limits["queue_length"]),
+                "queueName": f"{domain}.{key}",
+            }
+            authentication = authentications[trigger["authenticationRef"]["name"]]
+            (reference,) = authentication["spec"]["secretTargetRef"]
+            assert reference["parameter"] == "host"
+            assert "BROKER_URL" == reference["key"] in secrets[reference["name"]]["stringData"]
+    assert reward_workers == len(topology["domains"])
+
+
 # --- each rule fails on a broken copy of the default service --------------------------------
 
 
@@ -166,6 +231,11 @@ API = ("base/api.yaml", "Deployment", "{slug}-api")
 MATCH_WORKER = ("base/generated/workers.yaml", "Deployment", "{slug}-orders-match-worker")
 MIGRATION = ("base/migrate-job.yaml", "Job", "{slug}-migrate")
 WARMUP = ("base/generated/warmup-jobs.yaml", "Job", "{slug}-orders-warmup-cache")
+REWARD_AUTOSCALER = (
+    "base/generated/autoscaling.yaml",
+    "ScaledObject",
+    "{slug}-orders-reward-worker",
+)
 ORDERS_CONFIG = ("base/config.yaml", "ConfigMap", "{slug}-orders-config")
 ORDERS_SECRET = ("base/config.yaml", "Secret", "{slug}-orders-secret")
 
@@ -267,6 +337,21 @@ RULE_BREAKS = {
         *API,
         lambda d: container(d)["readinessProbe"]["httpGet"].update(path="/health"),
         "K110",
+    ),
+    "K112-scaled-on-another-queue": (
+        *REWARD_AUTOSCALER,
+        lambda d: d["spec"]["triggers"][0]["metadata"].update(queueName="orders.match"),
+        "K112",
+    ),
+    "K112-scales-a-missing-worker": (
+        *REWARD_AUTOSCALER,
+        lambda d: d["spec"]["scaleTargetRef"].update(name="nowhere-worker"),
+        "K112",
+    ),
+    "K113-min-above-max": (
+        *REWARD_AUTOSCALER,
+        lambda d: d["spec"].update(minReplicaCount=6, maxReplicaCount=5),
+        "K113",
     ),
     "K111-bad-name": (
         "base/api.yaml",
@@ -370,7 +455,7 @@ def test_a_label_selector_patch_that_selects_nothing_is_caught(service):
     found = problems(service)
     assert codes(found) == {"K102"} and len(found) == 1, found
     assert found[0].startswith(
-        "K102 deploy/overlays/prod: deploy/overlays/prod/kustomization.yaml patches[1] targets "
+        "K102 deploy/overlays/prod: deploy/overlays/prod/kustomization.yaml patches[2] targets "
         "kind=Deployment, labelSelector=app.kubernetes.io/component=wroker"
     )
 
@@ -483,6 +568,18 @@ SCHEMA_BREAKS = {
         lambda d: d["spec"]["persistence"].update(storageClass="fast"),
         "'storageClass' was unexpected",
     ),
+    "scaled-object-misspelt-field": (
+        *REWARD_AUTOSCALER,
+        lambda d: d["spec"].update(maxReplicas=d["spec"].pop("maxReplicaCount")),
+        "'maxReplicas' was unexpected",
+    ),
+    "trigger-authentication-without-key": (
+        "base/generated/autoscaling.yaml",
+        "TriggerAuthentication",
+        "{slug}-rabbitmq",
+        lambda d: d["spec"]["secretTargetRef"][0].pop("key"),
+        "'key' is a required property",
+    ),
     "config-map-number": (
         *ORDERS_CONFIG,
         lambda d: d["data"].update(POOL_SIZE=5),
@@ -539,9 +636,17 @@ def schema_nodes(schema: dict):
         yield from schema_nodes(schema["items"])
 
 
-@pytest.mark.parametrize("kind", ["exchange", "queue", "binding", "policy", "rabbitmqcluster"])
-def test_the_committed_crd_copies_are_strict_and_description_free(kind):
-    schema = json.loads((kubernetes.RABBITMQ_SCHEMAS / f"{kind}.json").read_text())
+CRD_COPIES = [
+    *((kubernetes.RABBITMQ_SCHEMAS, kind) for kind in ("exchange", "queue", "binding", "policy")),
+    (kubernetes.RABBITMQ_SCHEMAS, "rabbitmqcluster"),
+    (kubernetes.KEDA_SCHEMAS, "scaledobject"),
+    (kubernetes.KEDA_SCHEMAS, "triggerauthentication"),
+]
+
+
+@pytest.mark.parametrize(("schemas", "kind"), CRD_COPIES, ids=[kind for _, kind in CRD_COPIES])
+def test_the_committed_crd_copies_are_strict_and_description_free(schemas, kind):
+    schema = json.loads((schemas / f"{kind}.json").read_text())
     for node in schema_nodes(schema):
         assert "description" not in node
         if "properties" in node and node is not schema["properties"]["metadata"]:
@@ -551,6 +656,15 @@ def test_the_committed_crd_copies_are_strict_and_description_free(kind):
     assert schema["properties"]["metadata"] == {"type": "object"}
     if kind == "rabbitmqcluster":
         assert schema["properties"]["spec"]["properties"]["replicas"]["type"] == "integer"
+        return
+    if kind == "scaledobject":
+        trigger = schema["properties"]["spec"]["properties"]["triggers"]["items"]
+        # KEDA reads every trigger setting as a string: value: 1000 would be refused.
+        assert trigger["properties"]["metadata"]["additionalProperties"] == {"type": "string"}
+        return
+    if kind == "triggerauthentication":
+        reference = schema["properties"]["spec"]["properties"]["secretTargetRef"]["items"]
+        assert set(reference["required"]) == {"parameter", "name", "key"}
         return
     assert schema["properties"]["spec"]["properties"][
         "arguments" if kind != "policy" else "definition"
@@ -568,7 +682,7 @@ spec:
   names: {kind: Gadget}
   versions:
     - name: v1alpha1
-      schema: {openAPIV3Schema: {type: object}}
+      schema: {openAPIV3Schema: {type: object, properties: {kind: {type: string}}}}
     - name: v1beta1
       schema:
         openAPIV3Schema:
@@ -621,6 +735,14 @@ def test_strip_crds_writes_a_strict_description_free_copy(tmp_path):
         },
     }
     assert subprocess.run([*command, "--check"], capture_output=True).returncode == 0
+    older = tmp_path / "older"
+    subprocess.run(
+        [*command[:-1], str(older), "--version", "v1alpha1"], check=True, capture_output=True
+    )
+    assert set(json.loads((older / "gadget.json").read_text())["properties"]) == {
+        "kind",
+        "metadata",
+    }
     (output / "gadget.json").write_text("{}\n")
     stale = subprocess.run([*command, "--check"], capture_output=True, text=True)
     assert stale.returncode == 1 and "gadget.json is stale" in stale.stderr

@@ -3,8 +3,9 @@
 - ``build`` (overlays.py): an overlay as the real kustomize builds it (``kubectl kustomize``).
 - ``validate``: built-in kinds against the Kubernetes JSON schemas shipped by
   kubernetes-validate for a pinned Kubernetes version (strict: unknown fields are errors),
-  RabbitMQ topology kinds against the stripped operator CRDs in ``schemas/rabbitmq``.
-- ``problems``: Keel's structural rules K101-K111, run on kustomize's output for every
+  RabbitMQ and KEDA kinds against the stripped operator CRDs in ``schemas/rabbitmq`` and
+  ``schemas/keda``.
+- ``problems``: Keel's structural rules K101-K113, run on kustomize's output for every
   overlay of a rendered tree.
 """
 
@@ -38,7 +39,12 @@ BUILTIN_SCHEMAS = (
     / f"v{KUBERNETES_VERSION}-local-strict"
 )
 RABBITMQ_SCHEMAS = Path(__file__).resolve().parent / "schemas" / "rabbitmq"
-RABBITMQ_API_VERSION = "rabbitmq.com/v1beta1"
+KEDA_SCHEMAS = Path(__file__).resolve().parent / "schemas" / "keda"
+#: Operator groups -> the one API version whose CRD schemas are committed, and where.
+OPERATOR_SCHEMAS = {
+    "rabbitmq.com": ("rabbitmq.com/v1beta1", RABBITMQ_SCHEMAS),
+    "keda.sh": ("keda.sh/v1alpha1", KEDA_SCHEMAS),
+}
 
 
 # --- pods and containers --------------------------------------------------------------------
@@ -98,8 +104,9 @@ def _schema_problems(document: dict) -> list[str]:
     group = group_of(document)
     if group == "argoproj.io" and kind == "Application":
         return _application_problems(document)
-    if group == "rabbitmq.com":
-        validator = _rabbitmq_validator(kind) if api_version == RABBITMQ_API_VERSION else None
+    if group in OPERATOR_SCHEMAS:
+        known, schemas = OPERATOR_SCHEMAS[group]
+        validator = _operator_validator(schemas, kind) if api_version == known else None
     else:
         validator = _builtin_validator(kind, api_version)
     if validator is None:
@@ -134,8 +141,8 @@ def _builtin_validator(kind: str, api_version: str) -> Draft202012Validator | No
 
 
 @functools.cache
-def _rabbitmq_validator(kind: str) -> Draft202012Validator | None:
-    schema_file = RABBITMQ_SCHEMAS / f"{kind.lower()}.json"
+def _operator_validator(schemas: Path, kind: str) -> Draft202012Validator | None:
+    schema_file = schemas / f"{kind.lower()}.json"
     if not schema_file.is_file():
         return None
     return Draft202012Validator(json.loads(schema_file.read_text()))
@@ -188,6 +195,20 @@ class Service:
             answers["package_name"],
             tuple(answers["domains"]),
         )
+
+    def topology_workers(self) -> dict[str, set[str]]:
+        """Worker name -> the queues topology.yaml gives it (none if the file is unreadable)."""
+        path = self.tree / "src" / self.package / "topology.yaml"
+        try:
+            topology = yaml.safe_load(path.read_text())
+            domains = topology["domains"].items()
+            found: dict[str, set[str]] = {}
+            for domain, spec in domains:
+                for key, queue in spec["queues"].items():
+                    found.setdefault(queue["worker"], set()).add(f"{domain}.{key}")
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+            return {}
+        return found
 
     def dashed(self, domain: str) -> str:
         return domain.replace("_", "-")
@@ -578,3 +599,61 @@ def names_are_dns_subdomains(overlay: Overlay) -> Iterator[str]:
             yield f"{describe(document)}: metadata.name {name!r} is not a DNS-1123 name"
         elif len(name) > NAME_LIMIT:
             yield f"{describe(document)}: metadata.name has {len(name)} characters (> {NAME_LIMIT})"
+
+
+KEDA_DEFAULT_MIN, KEDA_DEFAULT_MAX = 0, 100
+
+
+def consumed_queues(service: Service, deployment: dict) -> set[str]:
+    """The queues a worker Deployment's containers consume: named by `worker NAME` (the
+    service's topology.yaml) or by Celery's -Q / --queues."""
+    found: set[str] = set()
+    workers = service.topology_workers()
+    for container in containers(deployment):
+        line = command_line(container)
+        for index, part in enumerate(line):
+            following = line[index + 1] if index + 1 < len(line) else ""
+            if part == "worker" and following in workers:
+                found |= workers[following]
+            elif part.startswith("--queues="):
+                found |= set(part.removeprefix("--queues=").split(","))
+            elif part in ("-Q", "--queues"):
+                found |= set(following.split(","))
+    return found
+
+
+@rule("K112")
+def autoscalers_follow_their_workers_queues(overlay: Overlay) -> Iterator[str]:
+    # A ScaledObject on another queue scales the worker on work it never takes: it grows
+    # while its own queue backs up unseen.
+    for scaled in overlay.of_kind("ScaledObject"):
+        spec = scaled.get("spec") or {}
+        target = spec.get("scaleTargetRef") or {}
+        target_kind, name = target.get("kind", "Deployment"), target.get("name")
+        deployment = overlay.named(target_kind, name)
+        if deployment is None:
+            yield f"{describe(scaled)} scales {target_kind}/{name}, which does not exist"
+            continue
+        consumed = ", ".join(sorted(consumed_queues(overlay.service, deployment))) or "none"
+        for trigger in spec.get("triggers") or []:
+            if trigger.get("type") != "rabbitmq":
+                continue
+            queue = (trigger.get("metadata") or {}).get("queueName")
+            if queue not in consumed_queues(overlay.service, deployment):
+                yield (
+                    f"{describe(scaled)} scales {describe(deployment)} on queue {queue!r}, "
+                    f"which it does not consume (it consumes {consumed})"
+                )
+
+
+@rule("K113")
+def autoscaler_bounds(overlay: Overlay) -> Iterator[str]:
+    for scaled in overlay.of_kind("ScaledObject"):
+        spec = scaled.get("spec") or {}
+        low = spec.get("minReplicaCount", KEDA_DEFAULT_MIN)
+        high = spec.get("maxReplicaCount", KEDA_DEFAULT_MAX)
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            yield (
+                f"{describe(scaled)} minReplicaCount {low} is greater than maxReplicaCount "
+                f"{high}: KEDA refuses it and never scales the worker"
+            )

@@ -51,11 +51,27 @@ class QueueSpec(_Strict):
     flush_interval: float = Field(default=1.0, gt=0)
 
 
+class AutoscaleSpec(_Strict):
+    """KEDA scales the worker's Deployment on the length of the queues it consumes."""
+
+    min: int = Field(ge=0)
+    max: int = Field(gt=0)
+    #: Messages waiting per replica: KEDA runs ceil(length / queue_length) replicas.
+    queue_length: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AutoscaleSpec":
+        _require(self.min <= self.max, f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
 class WorkerSpec(_Strict):
     pool: Literal["threads", "prefork", "solo"]
     concurrency: int = Field(gt=0, le=64)
     #: Celery's prefetch multiplier for this worker (0: no limit).
     prefetch: int = Field(ge=0)
+    #: Without it the worker runs the replicas the overlay gives it.
+    autoscale: AutoscaleSpec | None = None
 
 
 class DomainSpec(_Strict):
