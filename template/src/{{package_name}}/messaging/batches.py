@@ -16,7 +16,8 @@ class:
 
 celery-batches acknowledges every ``acks_late`` message of a batch even when the batch
 raised; here each message is settled by what happened to it (see dead_letters.py for how
-a dead letter carries its reason).
+a dead letter carries its reason), and a saved batch is acknowledged with one frame where
+that is safe (acks.py).
 
 Warm shutdown (SIGTERM) needs nothing more: Celery stops consuming, lets the pool finish
 every batch already flushed to it, acknowledging those, and only then closes the broker
@@ -34,6 +35,7 @@ from celery_batches.trace import apply_batches_task
 from pydantic import BaseModel, ValidationError
 
 from ..db import refused_rows
+from .acks import Ledgers
 from .dead_letters import dead_letter, describe
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,20 @@ class DeadLetteringBatches(Batches):
     #: Extra attempts after the first failure (set from topology.yaml per task).
     retries = 0
     retry_delay_seconds = 0.5
+    #: Set when a worker consumes the task (Strategy); None when it is only called.
+    _ledgers: Ledgers | None = None
+
+    def Strategy(self, task, app, consumer):
+        handle = super().Strategy(task, app, consumer)
+        ledgers = self._ledgers = Ledgers()
+        self._call_soon = consumer.call_soon
+        self._connection_errors = consumer.connection_errors
+
+        def handle_and_record(message, *args, **kwargs):
+            ledgers.received(message)
+            return handle(message, *args, **kwargs)
+
+        return handle_and_record
 
     def __call__(self, requests: list[SimpleRequest]) -> Settlement:
         settlement = Settlement()
@@ -152,10 +168,21 @@ class DeadLetteringBatches(Batches):
     def _settle(self, requests, settlement: Settlement | None) -> None:
         if settlement is None:  # apply_batches_task logged what raised
             settlement = Settlement(returned=list(range(len(requests))))
-        for position in settlement.saved:
-            requests[position].acknowledge()
         for position in settlement.returned:
             requests[position].reject(requeue=True)
         doomed = [(requests[position], reason) for position, reason in settlement.dead.items()]
         if doomed:
             dead_letter(self.app, self.name, doomed)
+        saved = [requests[position] for position in settlement.saved]
+        if self._ledgers is None:
+            for request in saved:
+                request.acknowledge()
+            return
+        for request in saved:
+            request.acknowledged = True  # by the ledger, after everything queued above
+        self._call_soon(
+            self._ledgers.acknowledge,
+            [request.message for request in saved],
+            [requests[position].message for position in (*settlement.returned, *settlement.dead)],
+            self._connection_errors,
+        )
