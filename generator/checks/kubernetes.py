@@ -634,15 +634,16 @@ def autoscalers_follow_their_workers_queues(overlay: Overlay) -> Iterator[str]:
         if deployment is None:
             yield f"{describe(scaled)} scales {target_kind}/{name}, which does not exist"
             continue
-        consumed = ", ".join(sorted(consumed_queues(overlay.service, deployment))) or "none"
+        consumed = consumed_queues(overlay.service, deployment)
+        listed = ", ".join(sorted(consumed)) or "none"
         for trigger in spec.get("triggers") or []:
             if trigger.get("type") != "rabbitmq":
                 continue
             queue = (trigger.get("metadata") or {}).get("queueName")
-            if queue not in consumed_queues(overlay.service, deployment):
+            if queue not in consumed:
                 yield (
                     f"{describe(scaled)} scales {describe(deployment)} on queue {queue!r}, "
-                    f"which it does not consume (it consumes {consumed})"
+                    f"which it does not consume (it consumes {listed})"
                 )
 
 
