@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 from generator import render
 
 from . import dockerfile
-from .conftest import BIN, REPOSITORY, UV, VARIANTS, run
+from .conftest import BIN, README_BLOCK, REPOSITORY, UV, VARIANTS, run
 
 LOCK_SCRIPT = REPOSITORY / "scripts" / "lock"
 UV_IMAGE = re.compile(r"ghcr\.io/astral-sh/uv:(?P<version>\S+)")
@@ -161,6 +161,27 @@ def test_uv_is_pinned_to_one_version_everywhere():
     for where in ("Dockerfile", ".github/workflows/ci.yml", "README.md.jinja"):
         assert named[f"template/{where}"], f"template/{where} names no uv version"
     assert {version for versions in named.values() for version in versions} == {pin}, named
+
+
+SYNC = "uv sync --locked --extra web --extra test"
+
+
+@pytest.mark.parametrize("variant", ["defaults", "one-domain-django"])
+def test_the_readme_and_ci_install_the_locked_set_with_uv(rendered, variant):
+    """The README's native run and CI's test job both start with the same `uv sync
+    --locked`, and CI's uv cache is keyed on uv.lock."""
+    tree = rendered[variant]
+    block = README_BLOCK.search((tree / "README.md").read_text())
+    assert block and block.group(1).splitlines()[:2] == [SYNC, ". .venv/bin/activate"]
+    steps = yaml.safe_load((tree / ".github/workflows/ci.yml").read_text())["jobs"]["test"]
+    steps = steps["steps"]
+    setup = next(step for step in steps if step.get("uses", "").startswith("astral-sh/setup-uv@"))
+    assert setup["with"]["enable-cache"] is True
+    assert setup["with"]["cache-dependency-glob"] == "uv.lock"
+    assert setup["with"]["activate-environment"] is True
+    runs = [step["run"].strip() for step in steps if "run" in step]
+    assert runs[0] == SYNC
+    assert not any("pip install" in run for run in runs)
 
 
 # --- what the images install -------------------------------------------------------------
