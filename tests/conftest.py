@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from . import services, workflows
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# Keel's pinned uv (its `test` extra): what the rendered services' README, CI and images use.
+UV = BIN / "uv"
 
 # The answer sets Keel tests: a pairwise covering set (generator/matrix.py).
 VARIANTS = {name: matrix.answers(name) for name in matrix.SETS}
@@ -150,11 +153,13 @@ def native(natives):
 @contextmanager
 def readme_run(tree: Path):
     prefix = services.unique_prefix()
-    with services.virtual_host() as broker_url:
-        yield from _run_readme(tree, prefix, broker_url)
+    with services.virtual_host() as broker_url, tempfile.TemporaryDirectory() as scratch:
+        uv = workflows.uv_alone(UV, Path(scratch))
+        yield from _run_readme(tree, prefix, broker_url, uv)
 
 
-def _run_readme(tree: Path, prefix: str, broker_url: str):
+def _run_readme(tree: Path, prefix: str, broker_url: str, uv: Path):
+    """The README's block, run with Keel's pinned uv on PATH (the README asks for uv)."""
     commands = readme_commands(tree, prefix, broker_url)
     assert f"export BROKER_URL={broker_url}" in commands
     assert commands[-1] == "docker/entrypoint.sh serve-api"
@@ -167,7 +172,7 @@ def _run_readme(tree: Path, prefix: str, broker_url: str):
             process = subprocess.Popen(
                 ["bash", "-c", script],
                 cwd=tree,
-                env={**os.environ, "PORT": str(port)},
+                env={**os.environ, "PORT": str(port), "PATH": f"{uv}:{os.environ['PATH']}"},
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
@@ -209,12 +214,14 @@ WORKFLOW = Path(".github/workflows/ci.yml")
 
 def replay_test_job(natives, tree: Path, scratch: Path) -> list[workflows.StepResult]:
     """The service's CI `test` job, its workflow steps replayed on this machine: the
-    framework's natively installed virtualenv stands in for actions/setup-python (the
-    service installs itself on top of it) and the machine's services for the job's."""
-    base = natives[framework_of(tree)]["bin"].parent
+    machine's python3 stands in for actions/setup-python, Keel's pinned uv for
+    astral-sh/setup-uv (`uv sync` installs from uv's cache, into the service's .venv) and
+    the machine's services for the job's. `natives` is asked for so that a natively run
+    service's .venv is made by its README, before the replay syncs it."""
     stand_ins = {
         "actions/checkout": workflows.checkout,
-        "actions/setup-python": workflows.layered_python(base, scratch),
+        "actions/setup-python": workflows.machine_python,
+        "astral-sh/setup-uv": workflows.setup_uv(UV, scratch),
     }
     return workflows.replay(tree / WORKFLOW, "test", tree, stand_ins)
 

@@ -1,6 +1,7 @@
 """Bad answers are refused with copier's validator message, and nothing is written; the
 default answers derived from any project name are valid."""
 
+import functools
 import keyword
 import string
 import sys
@@ -28,6 +29,7 @@ BAD_ANSWERS = {
     "package shadows fastapi": (["package_name=fastapi"], "shadows a package"),
     "package shadows the standard library": (["package_name=json"], "standard library"),
     "package named test": (["package_name=test"], "shadows a package"),
+    "slug names a locked package": (["project_slug=rich"], "names a package the service depends"),
     "package not an identifier": (["package_name=9lives"], "not a valid package name"),
     "empty domain list": (["domains=[]"], "domains is empty"),
     "domains not a list": (["domains=orders"], "must be a YAML list"),
@@ -125,17 +127,24 @@ class Questions:
         """The hidden value that defaults and validators share (never asked)."""
         return self.spec["reserved_names"]["default"]
 
+    @functools.cached_property
+    def locked_packages(self) -> list[str]:
+        """The hidden list of the packages in the template's uv locks (never asked)."""
+        return yaml.safe_load(self.compile(self.spec["locked_packages"]["default"]).render())
+
+    def context(self, answers: dict[str, str]) -> dict:
+        hidden = {"reserved_names": self.reserved_names, "locked_packages": self.locked_packages}
+        return {**hidden, **answers}
+
     def refusal(self, name: str, answers: dict[str, str]) -> str:
         """The validator's message for `answers[name]`, empty when copier accepts it."""
-        context = {"reserved_names": self.reserved_names, **answers}
-        return self.templates[name, "validator"].render(context).strip()
+        return self.templates[name, "validator"].render(self.context(answers)).strip()
 
     def derive(self, project_name: str) -> dict[str, str]:
         """The answers `--defaults --data project_name=...` gets, in copier's order."""
         answers = {"project_name": project_name}
         for name in ("project_slug", "package_name"):
-            context = {"reserved_names": self.reserved_names, **answers}
-            answers[name] = self.templates[name, "default"].render(context)
+            answers[name] = self.templates[name, "default"].render(self.context(answers))
         return answers
 
 
@@ -153,6 +162,7 @@ def questions():
 TROUBLE_WORDS = sorted(
     {*keyword.kwlist, *keyword.softkwlist, *sys.stdlib_module_names}
     | {"celery", "fastapi", "pydantic_core", "sqlalchemy", "kombu", "test", "tests", "app", "src"}
+    | {"django", "rich", "celery-batches", "click_didyoumean", "opentelemetry api", "Mako"}
     | {"yes", "no", "on", "off", "y", "n", "true", "false", "null", "none"}
 )
 PUNCTUATION = string.punctuation + string.whitespace + string.digits
@@ -190,7 +200,8 @@ def test_every_project_name_derives_a_valid_slug_and_package(questions, project_
 
 def refused_words(questions: Questions) -> list[str]:
     """Every word the slug and package validators refuse, as copier.yml lists them."""
-    return [word for words in questions.reserved_names.values() for word in words]
+    listed = [word for words in questions.reserved_names.values() for word in words]
+    return listed + questions.locked_packages
 
 
 def test_every_word_a_validator_refuses_derives_valid_answers(questions):
@@ -229,7 +240,9 @@ DERIVED = {
     "Acme Service": ("acme-service", "acme_service"),
     "Customer Loyalty Services": ("customer-loyalty-service", "customer_loyalty_service"),
     "Import": ("import", "import_service"),
-    "Celery": ("celery", "celery_service"),
+    "Celery": ("celery-service", "celery_service"),
+    "Django": ("django-service", "django_service"),
+    "Opentelemetry API": ("opentelemetry-ap-service", "opentelemetry_ap_service"),
     "Json": ("json", "json_service"),
     "Test": ("test", "test_service"),
     "Yes": ("yes-service", "yes_service"),

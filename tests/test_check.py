@@ -370,6 +370,39 @@ def test_each_rule_fires_on_its_fixture_and_not_on_its_fixed_twin(tmp_path, code
     assert findings(fixed) == []
 
 
+UV_PYPROJECT = (
+    '[project]\nname = "app"\nversion = "1"\ndependencies = ["celery==5.6.2"]\n'
+    '[project.optional-dependencies]\nbatches = ["celery-batches==0.11"]\nweb = ["fastapi==0.165.0"]\n'
+    '[dependency-groups]\nworkers = ["celery-batches==0.11"]\ndev = ["pytest==9.2.0"]\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("sync", "flagged"),
+    [
+        ("uv sync --locked --no-dev", True),
+        ("uv sync --locked --no-dev \\\n    --extra web", True),
+        ("uv sync --locked --no-dev \\\n    --extra batches", False),
+        ("uv sync --locked --no-dev --extra=batches", False),
+        ("uv sync --locked --all-extras --no-extra batches", True),
+        ("uv sync --locked --all-extras", False),
+        ("uv sync --locked --no-dev --group workers", False),
+        ("uv sync --locked --only-group dev", True),
+    ],
+)  # fmt: skip
+def test_l13_reads_what_uv_sync_installs(tmp_path, sync, flagged):
+    """`uv sync` installs the project's dependencies with the extras and groups it names:
+    L13 reads those in pyproject.toml (uv.lock is made from it), continuation lines too."""
+    tree = write(tmp_path, {
+        "app/tasks.py": "from celery_batches import Batches\n",
+        "pyproject.toml": UV_PYPROJECT,
+        "Dockerfile.worker": f"FROM python:3.11-slim\nCOPY pyproject.toml uv.lock ./\nRUN {sync}\n"
+                             'CMD ["celery", "-A", "app", "worker"]\n',
+    })  # fmt: skip
+    found = [(f["code"], f["path"], f["line"]) for f in findings(tree)]
+    assert found == ([("L13", "Dockerfile.worker", 3)] if flagged else []), found
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_rendered_answer_set_checks_clean(rendered, variant):
     result = keel_check(rendered[variant])

@@ -30,7 +30,7 @@ from generator import update as updating
 from generator.cli import app
 
 from . import workflows
-from .conftest import BIN, REPOSITORY, WORKFLOW, assert_replayed, replay_test_job, run
+from .conftest import BIN, REPOSITORY, UV, WORKFLOW, assert_replayed, replay_test_job, run
 
 pytestmark = [pytest.mark.services, pytest.mark.update]
 
@@ -500,6 +500,35 @@ def test_a_rej_file_copier_leaves_is_listed(changed_template, tmp_path):
     assert listed == [f"{WAIT}.rej"], result.stderr
     assert "(edited by the team)" in (service / f"{WAIT}.rej").read_text()
     assert "(edited by the team)" not in (service / WAIT).read_text()
+
+
+def test_a_pin_the_template_moves_reaches_an_updated_service_with_its_new_lock(template, tmp_path):
+    """The template moves uvicorn's pin and re-locks (scripts/lock) in one commit: `keel
+    update` brings the service both, and its uv.lock holds the new version and is current
+    for its pyproject.toml, as `uv sync --locked` (images, CI, README) requires."""
+    clone = tmp_path / "keel"
+    git(template.parent, "clone", "--quiet", str(template), str(clone))
+    service = render_at(clone, git(clone, "rev-parse", "HEAD").strip(), tmp_path / "service",
+                        **ANSWERS)  # fmt: skip
+    old, new = '"uvicorn==0.54.0"', '"uvicorn==0.55.0"'
+    pyproject = clone / "template/pyproject.toml.jinja"
+    assert old in pyproject.read_text()
+    assert 'name = "uvicorn"\nversion = "0.54.0"\n' in (service / "uv.lock").read_text()
+    pyproject.write_text(pyproject.read_text().replace(old, new))
+    run(BIN / "python", clone / "scripts/lock")
+    git(clone, "commit", "--quiet", "--all", "-m", "move uvicorn's pin")
+
+    result = keel_update(service, "--to", "HEAD")
+    assert result.exit_code == 0, result.output
+    assert set(git(service, "status", "--porcelain").splitlines()) == {
+        " M .copier-answers.yml",
+        " M .pre-commit-config.yaml",
+        " M pyproject.toml",
+        " M uv.lock",
+    }
+    assert new in (service / "pyproject.toml").read_text()
+    assert 'name = "uvicorn"\nversion = "0.55.0"\n' in (service / "uv.lock").read_text()
+    run(UV, "lock", "--check", "--offline", cwd=service)
 
 
 def test_a_file_the_template_moved_keeps_the_users_edits(template, tmp_path):

@@ -49,7 +49,7 @@ def test_every_rendered_workflow_is_clean(rendered, variant):
 def test_the_rendered_test_job_runs_what_the_issue_lists(rendered):
     job = workflows.load(rendered["defaults"] / WORKFLOW)["jobs"]["test"]
     runs = [step["run"].strip() for step in job["steps"] if "run" in step]
-    assert runs[0].startswith("python -m pip install -e ")
+    assert runs[0] == "uv sync --locked --extra web --extra test"
     assert runs[1:] == [
         "ruff check .\nruff format --check .",
         "lint-imports",

@@ -143,6 +143,56 @@ def checkout(step: dict, env: dict[str, str]) -> dict[str, str]:
     return {}
 
 
+def machine_python(step: dict, env: dict[str, str]) -> dict[str, str]:
+    """actions/setup-python: the machine's python3, which must be the version the step names."""
+    wanted = str((step.get("with") or {}).get("python-version", ""))
+    found = subprocess.run(
+        ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    if wanted and found != wanted:
+        raise ReplayError(f"setup-python asks for Python {wanted}; the machine has {found}")
+    return {}
+
+
+def uv_version(uv: Path) -> str:
+    """The version of a uv binary (`uv 0.13.9 (...)` -> 0.13.9)."""
+    return subprocess.run(
+        [uv, "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+
+
+def uv_alone(uv: Path, directory: Path) -> Path:
+    """A directory holding only `uv` (a link to `uv`), to put on PATH without anything else
+    of the environment uv comes from."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / "uv").exists():
+        (directory / "uv").symlink_to(uv)
+    return directory
+
+
+def setup_uv(uv: Path, scratch: Path) -> StandIn:
+    """astral-sh/setup-uv: the given uv on PATH (the step must ask for its version); with
+    `activate-environment`, the workspace's .venv made with `uv venv` (unless it exists) and
+    put first on PATH, as the action does. uv's cache is the machine's, not the action's."""
+
+    def stand_in(step: dict, env: dict[str, str]) -> dict[str, str]:
+        options = step.get("with") or {}
+        wanted, found = str(options.get("version", "")), uv_version(uv)
+        if wanted != found:
+            raise ReplayError(f"setup-uv asks for uv {wanted!r}; the stand-in has {found}")
+        path = f"{uv_alone(uv, scratch / 'uv')}:{env['PATH']}"
+        if str(options.get("activate-environment", "false")).lower() != "true":
+            return {"PATH": path}
+        workspace = Path(env["GITHUB_WORKSPACE"])
+        venv = workspace / (options.get("venv-path") or ".venv")
+        if not venv.exists():
+            subprocess.run([uv, "venv", "--quiet", venv], cwd=workspace, env=env, check=True)
+        return {"PATH": f"{venv / 'bin'}:{path}", "VIRTUAL_ENV": str(venv)}
+
+    return stand_in
+
+
 def layered_python(base: Path, target: Path) -> StandIn:
     """actions/setup-python: a virtualenv at `target` that sees every package of the
     virtualenv `base` (through a .pth file) but installs into itself, so a step's

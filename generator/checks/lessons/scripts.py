@@ -14,6 +14,7 @@ BOUNDED = re.compile(r"\btimeout\b|\bseq\b|\$\(\(|\battempt|\btries|\bretries|\b
 IN_EVERY_REPLICA = re.compile(r"\balembic\s+upgrade\b|\bmanage\.py\s+migrate\b")
 PIP_INSTALL = re.compile(r"\bpip\d?\s+install\b(?P<args>.*)")
 REQUIREMENTS = re.compile(r"(?:-r|--requirement)\s+(\S+)")
+UV_SYNC = re.compile(r"\buv\s+sync\b(?P<args>.*)")
 
 
 def entrypoints(tree: Tree) -> list[Path]:
@@ -101,15 +102,9 @@ def worker_image_has_batches(tree: Tree) -> Iterator[Finding]:
         text = tree.text(dockerfile) or ""
         if "worker" not in text.lower() and "worker" not in dockerfile.name.lower():
             continue
-        for number, line in enumerate(text.splitlines(), 1):
-            install = PIP_INSTALL.search(line)
-            if not install:
-                continue
-            sources = [dockerfile.parent / name for name in REQUIREMENTS.findall(line)]
-            if re.search(r"(^|\s)\.(\[|\s|$)", install["args"] + " "):
-                sources.append(dockerfile.parent / "pyproject.toml")
-            declared = "\n".join(_requirements(path) for path in sources) + install["args"]
-            if sources and not re.search(r"celery[-_]batches", declared, re.I):
+        for number, line in _instructions(text):
+            declared = _installed(dockerfile.parent, line)
+            if declared is not None and not re.search(r"celery[-_]batches", declared, re.I):
                 yield Finding(
                     tree.relative(dockerfile),
                     number,
@@ -117,6 +112,81 @@ def worker_image_has_batches(tree: Tree) -> Iterator[Finding]:
                     "L13",
                     "the worker image installs no celery-batches, which the tasks import",
                 )
+
+
+def _instructions(text: str) -> Iterator[tuple[int, str]]:
+    """A Dockerfile's instructions, continuation lines joined, each with its first line."""
+    start, pending = 0, []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not pending:
+            start = number
+        if line.rstrip().endswith("\\"):
+            pending.append(line.rstrip()[:-1])
+            continue
+        yield start, " ".join([*pending, line])
+        pending = []
+    if pending:
+        yield start, " ".join(pending)
+
+
+def _installed(context: Path, line: str) -> str | None:
+    """What an instruction installs, as requirement text: a `pip install` of requirements
+    files or of the project, or a `uv sync` (the project's dependencies, the extras and
+    groups it names, from uv.lock, which uv makes from pyproject.toml); None when it
+    installs none of these."""
+    if sync := UV_SYNC.search(line):
+        return _synced(context / "pyproject.toml", sync["args"].split())
+    install = PIP_INSTALL.search(line)
+    if not install:
+        return None
+    sources = [context / name for name in REQUIREMENTS.findall(line)]
+    if re.search(r"(^|\s)\.(\[|\s|$)", install["args"] + " "):
+        sources.append(context / "pyproject.toml")
+    if not sources:
+        return None
+    return "\n".join(_requirements(path) for path in sources) + install["args"]
+
+
+def _option_values(arguments: list[str], option: str) -> list[str]:
+    """The values of `--option VALUE` and `--option=VALUE`."""
+    values = []
+    for index, argument in enumerate(arguments):
+        if argument == option and index + 1 < len(arguments):
+            values.append(arguments[index + 1])
+        elif argument.startswith(option + "="):
+            values.append(argument.partition("=")[2])
+    return values
+
+
+def _synced(pyproject: Path, arguments: list[str]) -> str:
+    """What `uv sync ARGUMENTS` installs of a pyproject.toml, as requirement text."""
+    try:
+        data = tomllib.loads(pyproject.read_text()) if pyproject.is_file() else {}
+    except tomllib.TOMLDecodeError:
+        data = {}
+    project = data.get("project", {})
+    groups = data.get("dependency-groups", {})
+    only = _option_values(arguments, "--only-group") + (
+        ["dev"] if "--only-dev" in arguments else []
+    )
+    extras = project.get("optional-dependencies", {})
+    named = (
+        [name for name in extras if name not in _option_values(arguments, "--no-extra")]
+        if "--all-extras" in arguments
+        else _option_values(arguments, "--extra")
+    )
+    chosen = _option_values(arguments, "--group")
+    if "--all-groups" in arguments:
+        chosen = list(groups)
+    elif not ({"--no-dev", "--no-default-groups"} & set(arguments)):
+        chosen.append("dev")
+    requirements = [] if only else list(project.get("dependencies", []))
+    if not only:
+        requirements += [line for name in named for line in extras.get(name, [])]
+    requirements += [
+        line for name in (only or chosen) for line in groups.get(name, []) if isinstance(line, str)
+    ]
+    return "\n".join(requirements)
 
 
 def _imports_batches(tree: Tree, path: Path) -> bool:
