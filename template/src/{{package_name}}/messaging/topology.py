@@ -46,7 +46,7 @@ class QueueSpec(_Strict):
     #: Reward queues: extra attempts at saving a failed batch before it is dead-lettered.
     retries: int = Field(default=0, ge=0, le=10)
     #: Reward queues: save after this many messages ...
-    flush_every: int = Field(default=50, gt=0)
+    flush_every: int = Field(default=200, gt=0)
     #: ... or after this many seconds, whichever comes first.
     flush_interval: float = Field(default=1.0, gt=0)
 
