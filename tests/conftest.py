@@ -73,14 +73,24 @@ def answer_set_of(item) -> str:
     return "defaults"
 
 
+#: A fixture that runs in the background (test_service.py starts it): the tests that wait
+#: for its results run last, so the rest of the session runs meanwhile.
+BACKGROUND_FIXTURE = "suites"
+
+
 def pytest_collection_modifyitems(config, items):
     """With KEEL_ANSWER_SET, keep only that answer set's tests (the others are deselected,
-    not skipped: another CI job runs them)."""
-    if ANSWER_SET is None:
-        return
-    kept = [item for item in items if answer_set_of(item) == ANSWER_SET]
-    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-    items[:] = kept
+    not skipped: another CI job runs them). The tests that wait for background work go
+    last, in their order."""
+    if ANSWER_SET is not None:
+        kept = [item for item in items if answer_set_of(item) == ANSWER_SET]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+    items.sort(key=waits_for_background)
+
+
+def waits_for_background(item) -> bool:
+    return BACKGROUND_FIXTURE in getattr(item, "fixturenames", ())
 
 
 def render_variant(destination: Path, data: dict[str, str]) -> Path:

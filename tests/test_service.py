@@ -11,7 +11,8 @@ import shutil
 import signal
 import subprocess
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from .conftest import (
     native_suite,
     replay_test_job,
     run,
+    waits_for_background,
 )
 
 pytestmark = pytest.mark.services
@@ -39,12 +41,18 @@ def test_readme_native_run_gives_a_ready_service(natives, framework):
 
 
 @pytest.fixture(scope="session")
-def suites(natives, rendered, tmp_path_factory) -> dict:
+def suites(natives, rendered, tmp_path_factory) -> Iterator[dict[str, Future]]:
     """Every variant's CI test job, its workflow steps replayed (install, ruff, lint-imports,
-    generate-manifests --check, the service's own tests), and the drills: three at a time on
-    two cores, since each spends about half its time waiting on workers, brokers and
-    databases, and each uses its own databases and virtual host. The drills, the longest,
-    go first."""
+    generate-manifests --check, the service's own tests), and the drills, as futures: three
+    at a time on two cores, since each spends about half its time waiting on workers,
+    brokers and databases, and each uses its own databases and virtual host. The drills,
+    the longest, go first.
+
+    They run in the background from this module's first test on, while the rest of the
+    session goes on: the tests that walk whole rendered trees (which the replays add a .venv
+    and caches to) come earlier, as the test files run in name order; later ones read single
+    files the replays leave alone; the tests that wait for these results run last
+    (conftest.py)."""
     scratch = tmp_path_factory.mktemp("setup-python")
     tested = [ANSWER_SET] if ANSWER_SET else list(VARIANTS)
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -57,17 +65,23 @@ def suites(natives, rendered, tmp_path_factory) -> dict:
             name: pool.submit(replay_test_job, natives, rendered[name], scratch / name)
             for name in tested
         }
-        return {name: future.result() for name, future in {**drills, **replays}.items()}
+        yield {**drills, **replays}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def suites_under_way(request) -> None:
+    if any(waits_for_background(item) for item in request.session.items):
+        request.getfixturevalue("suites")
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_the_rendered_workflow_steps_replayed_pass(suites, variant):
-    assert_replayed(suites[variant])
+    assert_replayed(suites[variant].result())
 
 
 @pytest.mark.parametrize("variant", list(NATIVE_SETS.values()))
 def test_the_rendered_services_fault_drills_pass(suites, variant):
-    assert_suite_passed(suites[f"{variant} drills"])
+    assert_suite_passed(suites[f"{variant} drills"].result())
 
 
 def entrypoint_env(native, urls: dict[str, str], **extra) -> dict[str, str]:
