@@ -163,6 +163,24 @@ def test_uv_is_pinned_to_one_version_everywhere():
     assert {version for versions in named.values() for version in versions} == {pin}, named
 
 
+BUILD_BACKEND_PIN = re.compile(r"setuptools==\d+(\.\d+)+")
+
+
+def test_the_build_backend_is_pinned_to_one_version(rendered):
+    """Every build of a locked service also installs its build backend: unpinned, a new
+    setuptools release could change or break the image build of an unchanged service."""
+    pyprojects = [
+        REPOSITORY / "pyproject.toml",
+        *(tree / "pyproject.toml" for tree in rendered.values()),
+    ]
+    requires = {
+        str(path): tomllib.loads(path.read_text())["build-system"]["requires"]
+        for path in pyprojects
+    }
+    pins = {pin for pinned in requires.values() for pin in pinned}
+    assert len(pins) == 1 and BUILD_BACKEND_PIN.fullmatch(next(iter(pins))), requires
+
+
 SYNC = "uv sync --locked --extra web --extra test"
 
 
