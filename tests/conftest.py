@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -73,9 +75,10 @@ def answer_set_of(item) -> str:
     return "defaults"
 
 
-#: A fixture that runs in the background (test_service.py starts it): the tests that wait
-#: for its results run last, so the rest of the session runs meanwhile.
-BACKGROUND_FIXTURE = "suites"
+#: Fixtures that run in the background (`suites` from test_service.py's first test on,
+#: `stacks` from the session's start): the tests that wait for their results run last, so
+#: the rest of the session runs meanwhile.
+BACKGROUND_FIXTURES = ("suites", "stacks")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -90,7 +93,50 @@ def pytest_collection_modifyitems(config, items):
 
 
 def waits_for_background(item) -> bool:
-    return BACKGROUND_FIXTURE in getattr(item, "fixturenames", ())
+    return any(name in getattr(item, "fixturenames", ()) for name in BACKGROUND_FIXTURES)
+
+
+#: The answer set whose stack runs in containers, per framework (the natively run ones).
+CONTAINER_SETS = {
+    framework: name
+    for framework, name in NATIVE_SETS.items()
+    if ANSWER_SET is None or name == ANSWER_SET
+}
+
+
+def selected(request, part_of_id: str) -> bool:
+    """Whether this session runs any test whose id holds that (a file, a test's name)."""
+    return any(part_of_id in item.nodeid for item in request.session.items)
+
+
+@pytest.fixture(scope="session")
+def stacks(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
+    """The container work, one job after another on one thread while the session goes on:
+    the stand-in base images where no registry answers (tests/standins.py), then each
+    framework's stack run as a user runs it (tests/containers.py), the native service's
+    own suite against the shipped engine versions being added by test_service.py."""
+    from . import containers, standins
+    from .test_service_contract import contract
+
+    root = tmp_path_factory.mktemp("containers")
+    wanted = CONTAINER_SETS if selected(request, "test_containers.py::") else {}
+    trees = {fw: render_variant(root / name, VARIANTS[name]) for fw, name in wanted.items()}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="containers") as pool:
+        found = {}
+        if CONTAINER_SETS:
+            found["images"] = pool.submit(standins.ensure, standins.IMAGES)
+        for framework, tree in trees.items():
+            found[framework] = pool.submit(
+                containers.observe, tree, framework, contract, framework == "fastapi"
+            )
+        found["pool"] = pool
+        yield found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stacks_under_way(request) -> None:
+    if any("stacks" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("stacks")
 
 
 def render_variant(destination: Path, data: dict[str, str]) -> Path:
@@ -209,12 +255,13 @@ def _run_readme(tree: Path, prefix: str, broker_url: str, uv: Path):
             process.wait(timeout=30)
 
 
-def native_suite(native, *pytest_args: str) -> subprocess.CompletedProcess:
+def native_suite(native, *pytest_args: str, environment=None) -> subprocess.CompletedProcess:
     """The natively installed service's own tests, in its own virtualenv."""
+    environment = environment or os.environ
     return run(
         native["bin"] / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args,
         cwd=native["tree"],
-        env={**os.environ, "PATH": f"{native['bin']}:{os.environ['PATH']}"},
+        env={**environment, "PATH": f"{native['bin']}:{environment['PATH']}"},
         check=False,
     )  # fmt: skip
 

@@ -18,16 +18,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from . import services
+from . import containers, services
 from .conftest import (
     ANSWER_SET,
+    CONTAINER_SETS,
     NATIVE_SETS,
+    REPOSITORY,
     VARIANTS,
     assert_replayed,
     assert_suite_passed,
     native_suite,
     replay_test_job,
     run,
+    selected,
     waits_for_background,
 )
 
@@ -41,7 +44,7 @@ def test_readme_native_run_gives_a_ready_service(natives, framework):
 
 
 @pytest.fixture(scope="session")
-def suites(natives, rendered, tmp_path_factory) -> Iterator[dict[str, Future]]:
+def suites(request, natives, rendered, stacks, tmp_path_factory) -> Iterator[dict[str, Future]]:
     """Every variant's CI test job, its workflow steps replayed (install, ruff, lint-imports,
     generate-manifests --check, the service's own tests), and the drills, as futures: three
     at a time on two cores, since each spends about half its time waiting on workers,
@@ -65,7 +68,16 @@ def suites(natives, rendered, tmp_path_factory) -> Iterator[dict[str, Future]]:
             name: pool.submit(replay_test_job, natives, rendered[name], scratch / name)
             for name in tested
         }
-        yield {**drills, **replays}
+        # Once more, on the PostgreSQL and RabbitMQ versions the service ships, in containers
+        # (after the stacks, on the container work's own thread).
+        shipped = {
+            f"{NATIVE_SETS[framework]} on shipped engines": stacks["pool"].submit(
+                containers.suite_on_shipped_engines, natives[framework], native_suite
+            )
+            for framework in CONTAINER_SETS
+            if selected(request, "::test_the_rendered_suites_pass_on_the_engine_versions")
+        }
+        yield {**drills, **replays, **shipped}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -82,6 +94,19 @@ def test_the_rendered_workflow_steps_replayed_pass(suites, variant):
 @pytest.mark.parametrize("variant", list(NATIVE_SETS.values()))
 def test_the_rendered_services_fault_drills_pass(suites, variant):
     assert_suite_passed(suites[f"{variant} drills"].result())
+
+
+@pytest.mark.containers
+@pytest.mark.parametrize("variant", list(NATIVE_SETS.values()))
+def test_the_rendered_suites_pass_on_the_engine_versions_they_ship(suites, stacks, variant):
+    """The natively run service's own suite, against PostgreSQL and RabbitMQ containers of
+    the versions its compose file, CI and RabbitmqCluster name (copier.yml's `engines`)."""
+    found = suites[f"{variant} on shipped engines"].result()
+    engines = yaml.safe_load((REPOSITORY / "copier.yml").read_text())["engines"]["default"]
+    print(f"{variant} on {found['versions']}")
+    assert found["versions"]["postgres"].split(".")[0] == engines["postgres"]
+    assert found["versions"]["rabbitmq"].startswith(engines["rabbitmq"] + ".")
+    assert_suite_passed(found["result"])
 
 
 def entrypoint_env(native, urls: dict[str, str], **extra) -> dict[str, str]:

@@ -40,19 +40,19 @@ def as_json(content: bytes):
         return None
 
 
-def execute(database: str, statement: str) -> None:
+def native_sql(database: str, statement: str) -> str:
+    """One statement on the machine's PostgreSQL; its first value, as text."""
     with psycopg.connect(services.database_url(database), autocommit=True) as connection:
-        connection.execute(statement)
+        cursor = connection.execute(statement)
+        row = cursor.fetchone() if cursor.description else None
+        return "" if row is None else str(row[0])
 
 
-def refuse_connections(database: str, refused: bool) -> None:
-    with psycopg.connect(services.ADMIN_DSN, autocommit=True) as connection:
-        connection.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {not refused}')
-        if refused:  # and drop the connections already open, as a restarting database does
-            connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                [database],
-            )
+def refuse_connections(sql, database: str, refused: bool) -> None:
+    sql("postgres", f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {not refused}')
+    if refused:  # and drop the connections already open, as a restarting database does
+        sql("postgres", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE datname = '{database}'")  # fmt: skip
 
 
 def start_worker(native, name: str, log: Path) -> subprocess.Popen:
@@ -89,13 +89,13 @@ def answers(natives, tmp_path_factory) -> dict[str, list]:
     found = {}
     for framework, native in natives.items():
         domain, database = next(iter(native["databases"].items()))
-        execute(database, "INSERT INTO records (key, value) VALUES ('k', 'v')")
+        native_sql(database, RECORD)
         logs = tmp_path_factory.mktemp(f"contract-{framework}")
         slug = domain.replace("_", "-")
         workers = [start_worker(native, f"{slug}-{kind}", logs / f"{kind}.log")
                    for kind in ("match", "reward")]  # fmt: skip
         try:
-            found[framework] = contract(native["url"], domain, database)
+            found[framework] = contract(native["url"], domain, database, native_sql)
         finally:
             for worker in workers:
                 worker.terminate()
@@ -103,8 +103,13 @@ def answers(natives, tmp_path_factory) -> dict[str, list]:
     return found
 
 
-def contract(base: str, domain: str, database: str) -> list:
-    """(what was asked, status, JSON body with the generated event id blanked) per request."""
+#: The record the contract's match finds, inserted before the match workers load their cache.
+RECORD = "INSERT INTO records (key, value) VALUES ('k', 'v')"
+
+
+def contract(base: str, domain: str, database: str, sql) -> list:
+    """(what was asked, status, JSON body with the generated event id blanked) per request;
+    `sql(database, statement)` runs a statement where the service's databases are."""
     asked = [
         ("GET", "/health/live", None),
         ("GET", "/health/ready", None),
@@ -123,25 +128,20 @@ def contract(base: str, domain: str, database: str) -> list:
         if isinstance(parsed, dict) and "event_id" in parsed:
             parsed = {**parsed, "event_id": "<id>"}
         results.append((f"{method} {path}", status, parsed))
-    saved = eventually(lambda: _count(database, "SELECT count(*) FROM rewards") == 1)
+    saved = eventually(lambda: sql(database, "SELECT count(*) FROM rewards") == "1")
     results.append(("the reward saved", saved, None))
     status, content = request(base, "GET", "/health/details")
     details = as_json(content) or {}
     results.append(("GET /health/details", status, details.get("broker")))
     # Readiness follows a domain database refusing connections, and its return.
-    refuse_connections(database, True)
+    refuse_connections(sql, database, True)
     try:
         results.append(("ready while refused", *request(base, "GET", "/health/ready")))
     finally:
-        refuse_connections(database, False)
+        refuse_connections(sql, database, False)
     results.append(("ready again", *request(base, "GET", "/health/ready")))
     return [(what, status, as_json(body) if isinstance(body, bytes) else body)
             for what, status, body in results]  # fmt: skip
-
-
-def _count(database: str, query: str) -> int:
-    with psycopg.connect(services.database_url(database)) as connection:
-        return connection.execute(query).fetchone()[0]
 
 
 EXPECTED = [
