@@ -300,24 +300,26 @@ def observe(tree: Path, framework: str, contract, break_exec: bool) -> dict:
     slug = domain.replace("_", "-")
     facts: dict = {"contract domain": domain}
     stack = Stack(tree)
-    # The rendered CI's `compose` job, its run: steps replayed on the engine.
-    checkout = {"actions/checkout": workflows.checkout}
-    attempt(facts, "ci job", lambda: [
-        (step.name, step.returncode, step.output[-3000:])
-        for step in workflows.replay(tree / ".github/workflows/ci.yml", "compose", tree,
-                                     checkout, stack.env)
-    ])  # fmt: skip
-    attempt(facts, "after the ci job", stack.leftovers)
-    stack.down()  # what a failed job left behind
-
-    stack = Stack(tree)
     stack.watch_events()
+    # The rendered CI's `compose` job, its run: steps replayed on the engine: up to the smoke
+    # test, then every check, then its last step, `down --volumes`.
+    job = [tree / ".github/workflows/ci.yml", "compose", tree,
+           {"actions/checkout": workflows.checkout}, stack.env]  # fmt: skip
+    facts["ci job"] = []
+
+    def replay(steps: slice) -> bool:
+        done = workflows.replay(*job, steps=steps)
+        facts["ci job"] += [(step.name, step.returncode, step.output[-3000:]) for step in done]
+        return all(step.returncode == 0 for step in done)
+
     try:
-        attempt(facts, "up", lambda: stack.compose("up", "--build", "--wait",
-                                                   "--wait-timeout", "300") or "up")  # fmt: skip
-        if "error" in facts["up"]:
-            facts["up"]["logs"] = stack.compose("logs", "--no-color", "--tail", "40", check=False)
-            return facts
+        if not replay(slice(None, -1)):
+            facts["up"] = {
+                "error": "the compose job failed",
+                "logs": stack.compose("logs", "--no-color", "--tail", "40", check=False),
+            }
+            return facts  # fmt: skip
+        facts["up"] = {"passed": "the compose job up to its smoke test"}
         facts["events"] = stack.events()
         facts["conditions"] = stack.conditions()
         facts["app services"] = app_services(stack)
@@ -367,12 +369,30 @@ def observe(tree: Path, framework: str, contract, break_exec: bool) -> dict:
         for service in (f"{slug}-reward", "api"):
             attempt(facts, f"stop {service}", lambda service=service: under_load(
                 stack, domain, f"stop-{service}", stopped_and_started(service)))  # fmt: skip
+        attempt(facts, "smoke test faults", lambda: smoke_test_faults(stack, slug))
         if break_exec:
             attempt(facts, "without exec", lambda: stop_without_exec(stack))
+        replay(slice(-1, None))
+        facts["leftovers"] = stack.leftovers()
     finally:
-        stack.down()
-    facts["leftovers"] = stack.leftovers()
+        stack.down()  # whatever a failure left behind
     return facts
+
+
+def smoke_test_faults(stack: Stack, slug: str) -> dict:
+    """docker/smoke.sh while the reward worker is stopped, then while the api is: each fails
+    with one line."""
+    found = {}
+    for service in (f"{slug}-reward", "api"):
+        stack.compose("stop", service)
+        smoke = subprocess.run(
+            ["docker/smoke.sh"], cwd=stack.tree, env={**stack.env, "SMOKE_WAIT_SECONDS": "3"},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        stack.compose("start", service)
+        found[service] = (smoke.returncode, smoke.stderr)
+    eventually(lambda: status(f"{stack.url}/health/ready") == 200)
+    return found
 
 
 def stop_without_exec(stack: Stack) -> dict:

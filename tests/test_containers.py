@@ -5,6 +5,8 @@ load, faults inside containers, the images as built and a clean `down -v`.
 The work runs in the background (conftest.py's `stacks`, tests/containers.py) while the rest
 of the session goes on; these tests wait for its findings, so they run last."""
 
+import re
+
 import pytest
 
 from .conftest import CONTAINER_SETS
@@ -42,8 +44,22 @@ def test_the_rendered_ci_compose_job_builds_starts_and_smoke_tests_the_stack(sta
         "Stop the stack",
     ]
     assert "smoke: ready, a match served, reward" in steps[2][2]
-    leftovers = stacks[framework].result()["after the ci job"]
-    assert leftovers == {"containers": [], "volumes": [], "networks": []}
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_smoke_test_fails_in_one_line_when_a_reward_is_not_saved_or_the_api_is_down(
+    stacks, framework
+):
+    faults = found(stacks, framework, "smoke test faults")
+    domain = stacks[framework].result()["contract domain"]
+    worker_code, worker_said = faults[f"{domain.replace('_', '-')}-reward"]
+    assert worker_code == 1 and len(worker_said.splitlines()) == 1, worker_said
+    assert re.fullmatch(
+        rf"smoke: reward [0-9a-f-]+ was not saved in {domain} within 3 s\n", worker_said
+    ), worker_said
+    api_code, api_said = faults["api"]
+    assert api_code == 1 and api_said.startswith("smoke: GET http://127.0.0.1:"), api_said
+    assert api_said.endswith("/health/ready did not answer 200\n"), api_said
 
 
 def first(events: list[dict], service: str, action: str, exit_code: str | None = None) -> int:
@@ -121,7 +137,7 @@ def test_a_copy_without_exec_is_seen_failing_the_stop_check(stacks):
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_down_v_leaves_no_container_volume_or_network(stacks, framework):
+def test_the_ci_jobs_down_v_leaves_no_container_volume_or_network(stacks, framework):
     assert stacks[framework].result()["leftovers"] == {
         "containers": [],
         "volumes": [],

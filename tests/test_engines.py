@@ -43,3 +43,24 @@ def test_the_stand_ins_are_built_for_the_pinned_versions():
     from . import standins
 
     assert {POSTGRES, RABBITMQ} <= set(standins.IMAGES)
+
+
+@pytest.mark.parametrize("variant", ["defaults", "django-quorum-arguments"])
+def test_the_hosts_ca_certificates_stay_in_the_stand_ins(rendered, variant):
+    """This machine's HTTPS needs its own CA bundle inside `docker build`; only the stand-in
+    bases carry it, never a service's Dockerfile or compose file."""
+    tree = rendered[variant]
+    for name in ("Dockerfile", "compose.yaml", ".dockerignore"):
+        text = (tree / name).read_text()
+        assert "SSL_CERT_FILE" not in text and "ca-certificates" not in text, name
+    assert "SSL_CERT_FILE" in (REPOSITORY / "tests/standins/python/Dockerfile").read_text()
+
+
+def test_keels_own_ci_tests_on_the_pinned_versions():
+    jobs = yaml.safe_load((REPOSITORY / WORKFLOW).read_text())["jobs"]
+    images = {
+        (name, service["image"])
+        for job in jobs.values()
+        for name, service in (job.get("services") or {}).items()
+    }
+    assert images == {("postgres", POSTGRES), ("rabbitmq", RABBITMQ)}

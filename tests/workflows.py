@@ -76,8 +76,10 @@ def replay(
     workspace: Path,
     stand_ins: dict[str, StandIn],
     environment: dict[str, str] | None = None,
+    steps: slice = slice(None),
 ) -> list[StepResult]:
-    """Run the job's steps in order in `workspace`; stop at the first step that fails."""
+    """Run the job's steps in order in `workspace`; stop at the first step that fails.
+    `steps` picks some of them (a run split in two, with checks between the parts)."""
     workflow = load(workflow_file)
     check(workflow, job, stand_ins)
     spec = workflow["jobs"][job]
@@ -95,7 +97,8 @@ def replay(
             "GITHUB_ENV": str(Path(scratch) / "env"),
             "RUNNER_TEMP": scratch,
         }
-        for index, step in enumerate(spec["steps"], 1):
+        numbered = list(enumerate(spec["steps"], 1))
+        for index, step in numbered[steps]:
             env = {
                 **(environment or os.environ),
                 **_literal_env("workflow", workflow.get("env")),

@@ -80,7 +80,9 @@ def create_app(topology: Topology) -> Celery:
         # x-queue-type: quorum in the queues this worker consumes.
         worker_detect_quorum_queues=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"confirm_publish": topology.queue_type == "quorum"},
+        # A task is sent once the broker has it: without confirms, a message published as
+        # the broker stops is lost while its sender (the api's 202) believes it was sent.
+        broker_transport_options={"confirm_publish": True},
         imports=[f"{PACKAGE}.{domain}.tasks" for domain in topology.domains],
     )
     return app
