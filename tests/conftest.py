@@ -76,9 +76,9 @@ def answer_set_of(item) -> str:
 
 
 #: Fixtures that run in the background (`suites` from test_service.py's first test on,
-#: `stacks` from the session's start): the tests that wait for their results run last, so
-#: the rest of the session runs meanwhile.
-BACKGROUND_FIXTURES = ("suites", "stacks")
+#: `stacks` from the session's start, `oldest_suite` from test_update.py's first test on):
+#: the tests that wait for their results run last, so the rest of the session runs meanwhile.
+BACKGROUND_FIXTURES = ("suites", "stacks", "oldest_suite")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,31 +19,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
 from . import services
-
-
-class ComposeError(Exception):
-    """A docker or compose command failed; the message holds its output."""
+from .conftest import run
 
 
 def docker(*args: str, cwd: Path | None = None, env=None, check=True, timeout=900) -> str:
-    result = subprocess.run(
-        ["docker", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and result.returncode != 0:
-        raise ComposeError(
-            f"docker {' '.join(map(str, args))} exited {result.returncode}\n"
-            f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
-        )
-    return result.stdout
+    """A docker command's output; a failure fails the test (conftest.run)."""
+    return run("docker", *args, cwd=cwd, env=env, check=check, timeout=timeout).stdout
 
 
 class Stack:
@@ -102,7 +88,7 @@ class Stack:
     def container(self, service: str) -> dict:
         ids = self.compose("ps", "--all", "--quiet", service).split()
         if not ids:
-            raise ComposeError(f"no container for {service}")
+            raise LookupError(f"no container for {service}")
         return json.loads(docker("inspect", ids[0]))[0]
 
     def pid1(self, service: str) -> list[str]:
@@ -157,7 +143,7 @@ def attempt(facts: dict, key: str, step) -> None:
     test that asserts on it and the others still run."""
     try:
         facts[key] = step()
-    except Exception as error:  # the error is the finding
+    except (Exception, pytest.fail.Exception) as error:  # the error is the finding
         facts[key] = {"error": f"{type(error).__name__}: {error}"}
 
 
