@@ -25,6 +25,7 @@ from packaging.utils import canonicalize_name
 
 from . import services
 from .conftest import run
+from .services import status
 
 
 def docker(*args: str, cwd: Path | None = None, env=None, check=True, timeout=900) -> str:
@@ -400,10 +401,6 @@ def urlopen(url: str) -> bytes:
             return response.read()
     except (urllib.error.URLError, OSError):
         return b""
-
-
-def status(url: str) -> int | None:
-    return services.status(url)
 
 
 def published(container: str, port: int) -> str:
